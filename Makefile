@@ -1,0 +1,34 @@
+# The few targets people type. Each creates .venv and installs what it needs first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## run the broker on its embedded defaults
+	$(BIN)/grantline serve
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/mypy src
+
+test: lint typecheck  ## lint, type-check and run the whole test suite
+	$(BIN)/pytest
+
+bench: $(STAMP)  ## benchmarks: the broker beside its baselines, in one run
+	$(BIN)/python bench/bench_policy.py
+	$(BIN)/python bench/bench_grants.py
+
+clean:
+	rm -rf $(VENV) .grantline .pytest_cache .mypy_cache .ruff_cache

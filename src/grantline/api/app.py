@@ -1,0 +1,87 @@
+"""The FastAPI application and its lifespan: build the runtime, reload policies, close cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from grantline import __version__
+from grantline.api import errors, metrics
+from grantline.api.limits import BodySizeLimit
+from grantline.api.routes import audit, public, requests
+from grantline.config import Runtime, Settings, runtime
+from grantline.domain.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The ASGI app for ``settings`` (read from the environment when not given)."""
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with runtime(settings) as built:
+            app.state.runtime = built
+            reloader = asyncio.create_task(_reload_policies(built))
+            try:
+                yield
+            finally:
+                reloader.cancel()
+
+    app = FastAPI(
+        title="Grantline",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    errors.install(app)
+    app.include_router(requests.router)
+    app.include_router(audit.router)
+    app.include_router(public.router)
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(_Metrics)
+    return app
+
+
+async def _reload_policies(built: Runtime) -> None:
+    while True:
+        await asyncio.sleep(built.settings.policy_reload_seconds)
+        try:
+            if built.policy.reload_if_changed():
+                log.info("policy reloaded: %s", built.policy.digest)
+        except ConfigError as exc:
+            log.error(  # noqa: TRY400 — the message says it all; no traceback wanted
+                "policy reload failed, keeping the previous policy: %s", exc.message
+            )
+
+
+class _Metrics:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            metrics.observe(scope["method"], route, status, time.perf_counter() - started)

@@ -1,0 +1,23 @@
+"""The bearer-token dependency: every /v1 call proves who the caller is."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from grantline.config import Runtime
+from grantline.domain.errors import AuthenticationError
+from grantline.domain.models import Identity
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def caller(request: Request) -> Identity:
+    """The verified caller. Raises AuthenticationError (401) for a missing or bad token."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationError("an 'Authorization: Bearer <identity JWT>' header is required")
+    return runtime_of(request).verifier.verify(token.strip())

@@ -1,0 +1,63 @@
+"""Unauthenticated endpoints: published keys, discovery, health, readiness, metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from grantline.api.auth import runtime_of
+from grantline.api.metrics import render_metrics
+
+router = APIRouter()
+
+
+@router.get("/.well-known/jwks.json")
+async def jwks(request: Request) -> JSONResponse:
+    return JSONResponse(runtime_of(request).jwks(), headers={"Cache-Control": "max-age=300"})
+
+
+@router.get("/.well-known/openid-configuration")
+async def discovery(request: Request) -> dict[str, Any]:
+    issuer = runtime_of(request).settings.issuer_url
+    return {
+        "issuer": issuer,
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "introspection_endpoint": f"{issuer}/v1/introspect",
+        "id_token_signing_alg_values_supported": ["EdDSA"],
+        "token_endpoint_auth_methods_supported": ["none"],
+    }
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """Ready only when the store answers, the signing keys work and a policy is loaded."""
+    runtime = runtime_of(request)
+    checks = {
+        "store": await runtime.grants.ping(),
+        "signer": _signer_works(request),
+        "policy": runtime.policy.ready(),
+    }
+    status = 200 if all(checks.values()) else 503
+    return JSONResponse({"ready": status == 200, "checks": checks}, status_code=status)
+
+
+def _signer_works(request: Request) -> bool:
+    runtime = runtime_of(request)
+    try:
+        runtime.log_signer.sign(b"grantline/readiness\x00")
+        runtime.token_signer.sign(b"grantline/readiness\x00")
+    except Exception:
+        return False
+    return True
+
+
+@router.get("/metrics")
+async def metrics() -> PlainTextResponse:
+    return PlainTextResponse(render_metrics(), media_type="text/plain; version=0.0.4")

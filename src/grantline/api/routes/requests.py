@@ -1,0 +1,92 @@
+"""Access requests: ask, read, lineage, revoke, and token introspection."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from grantline.api.auth import caller, runtime_of
+from grantline.api.errors import error_body
+from grantline.api.schemas import AccessRequestBody, IntrospectBody, ReasonBody
+from grantline.domain.errors import InvalidRequestError
+from grantline.domain.models import AccessRequest, Identity, Status, Ttl
+
+router = APIRouter(prefix="/v1")
+Caller = Annotated[Identity, Depends(caller)]
+
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+@router.post("/access-requests", status_code=201)
+async def create(body: AccessRequestBody, request: Request, identity: Caller) -> JSONResponse:
+    """Ask for access: 201 issued, 403 denied (the denial is recorded too)."""
+    access = AccessRequest(
+        target=body.target,
+        role=body.role,
+        ttl=Ttl(body.ttl_seconds),
+        credential_type=body.credential_type,
+        purpose=body.purpose,
+        ticket=body.ticket,
+        agent=body.agent.model_dump() if body.agent else None,
+    )
+    outcome = await runtime_of(request).broker.request_access(identity, access)
+    payload: dict[str, Any] = {
+        "request_id": outcome.request_id,
+        "status": outcome.status.value,
+        "decision": outcome.decision.summary(),
+    }
+    if outcome.status is Status.DENIED:
+        message = "; ".join(outcome.decision.reasons) or "denied by policy"
+        payload.update(error_body("policy_denied", message))
+        return JSONResponse(payload, status_code=403)
+    payload["credential"] = {"type": access.credential_type.value, **dict(outcome.credential or {})}
+    return JSONResponse(payload, status_code=201, headers=_NO_STORE)
+
+
+@router.get("/access-requests/{request_id}")
+async def describe(request_id: str, request: Request, identity: Caller) -> dict[str, Any]:
+    return await runtime_of(request).broker.describe(identity, request_id)
+
+
+@router.get("/access-requests/{request_id}/lineage")
+async def lineage(request_id: str, request: Request, identity: Caller) -> dict[str, Any]:
+    lines = await runtime_of(request).broker.lineage(identity, request_id)
+    return {"request_id": request_id, "records": [json.loads(line) for line in lines]}
+
+
+@router.post("/access-requests/{request_id}/revoke")
+async def revoke(
+    request_id: str, body: ReasonBody, request: Request, identity: Caller
+) -> dict[str, Any]:
+    return await runtime_of(request).broker.revoke(identity, request_id, body.reason)
+
+
+@router.post("/introspect")
+async def introspect(request: Request, identity: Caller) -> JSONResponse:
+    """RFC 7662. Takes JSON ``{"token": ...}`` or the RFC's form encoding."""
+    token = await _token_from(request)
+    result = await runtime_of(request).broker.introspect(token)
+    return JSONResponse(result, headers=_NO_STORE)
+
+
+async def _token_from(request: Request) -> str:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        form = await request.form()
+        token = form.get("token")
+        if not isinstance(token, str) or not token:
+            raise InvalidRequestError("token: field required")
+        return token
+    try:
+        raw = await request.json()
+    except ValueError as exc:
+        raise InvalidRequestError(
+            "the request body is not valid JSON", code="malformed_json"
+        ) from exc
+    try:
+        return IntrospectBody.model_validate(raw).token
+    except ValueError as exc:
+        raise InvalidRequestError('body must be {"token": "<JWT>"}') from exc

@@ -1,0 +1,52 @@
+"""Request and response bodies of the HTTP API. Unknown fields are refused everywhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from grantline.domain.models import MAX_TTL_SECONDS, MIN_TTL_SECONDS, CredentialType
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class AgentBlock(_Strict):
+    on_behalf_of: str = Field(default="", max_length=512)
+    goal: str = Field(default="", max_length=2048)
+    tool: str = Field(default="", max_length=256)
+    prompt_sha256: str = Field(default="", max_length=128)
+
+
+class AccessRequestBody(_Strict):
+    target: str = Field(min_length=1, max_length=512)
+    role: str = Field(min_length=1, max_length=128)
+    ttl_seconds: int = Field(ge=MIN_TTL_SECONDS, le=MAX_TTL_SECONDS)
+    credential_type: CredentialType = CredentialType.JWT
+    purpose: str = Field(default="", max_length=1024)
+    ticket: str = Field(default="", max_length=256)
+    agent: AgentBlock | None = None
+
+
+class ReasonBody(_Strict):
+    reason: str = Field(min_length=1, max_length=1024)
+
+
+class IntrospectBody(_Strict):
+    token: str = Field(min_length=1, max_length=16384)
+
+
+class DecisionView(BaseModel):
+    allow: bool
+    reasons: list[str]
+    policy_digest: str
+
+
+class AccessResponse(BaseModel):
+    request_id: str
+    status: str
+    decision: DecisionView
+    credential: dict[str, Any] | None = None
+    error: dict[str, str] | None = None

@@ -1,0 +1,366 @@
+"""The use case: one access request from identity to credential, in order, failing closed.
+
+Order of steps for a request: read the caller's active grants, evaluate the policy, then
+- deny: append ``requested``, ``evaluated``, ``denied`` together;
+- allow, credential minted inside the broker (JWT): mint, then append ``requested``,
+  ``evaluated``, ``issued`` in one atomic write before the credential is returned;
+- allow, credential minted outside (Vault): append ``requested`` and ``evaluated`` first (the
+  intent), mint, append ``issued``; if that write fails, revoke what was minted.
+No credential ever leaves without its durable ``issued`` record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from grantline.domain.clock import Clock
+from grantline.domain.errors import (
+    ConflictError,
+    ForbiddenError,
+    GrantlineError,
+    InvalidRequestError,
+    IssuanceError,
+    NotFoundError,
+)
+from grantline.domain.ids import new_request_id
+from grantline.domain.models import (
+    AccessRequest,
+    ActiveGrant,
+    Decision,
+    Event,
+    Identity,
+    IssuedCredential,
+    RequestId,
+    Status,
+    format_time,
+    parse_time,
+)
+from grantline.domain.policy_input import build_policy_input, json_safe
+from grantline.issuers.base import CredentialIssuer, GrantSpec
+from grantline.store.grants import to_millis
+from grantline.store.ledger import Draft
+from grantline.store.log import Effects
+
+log = logging.getLogger(__name__)
+
+AUDITORS = "auditors"
+
+
+class PolicyEngine(Protocol):
+    @property
+    def digest(self) -> str: ...
+
+    def evaluate(self, policy_input: Mapping[str, Any]) -> Decision: ...
+
+    def group_members(self, group: str) -> frozenset[str]: ...
+
+
+class Ledger(Protocol):
+    async def append(self, drafts: Sequence[Draft]) -> list[bytes]: ...
+
+
+class GrantState(Protocol):
+    async def active_for(self, subject: str, now: datetime) -> list[ActiveGrant]: ...
+
+    async def request(self, request_id: str) -> dict[str, str] | None: ...
+
+    async def request_for_token(self, token_id: str) -> str | None: ...
+
+
+class Log(Protocol):
+    async def read(self, after: int, limit: int) -> list[tuple[int, bytes]]: ...
+
+    async def lineage(self, request_id: str) -> list[bytes]: ...
+
+
+class TokenIntrospector(Protocol):
+    def claims_of(self, token: str) -> Mapping[str, Any] | None:
+        """The claims of a token this broker signed and that has not expired, else None."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOutcome:
+    request_id: RequestId
+    status: Status
+    decision: Decision
+    credential: Mapping[str, Any] | None = None
+
+
+class Broker:
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        grants: GrantState,
+        log: Log,
+        policy: PolicyEngine,
+        issuers: Mapping[str, CredentialIssuer],
+        introspector: TokenIntrospector,
+        clock: Clock,
+    ) -> None:
+        self._ledger = ledger
+        self._grants = grants
+        self._log = log
+        self._policy = policy
+        self._issuers = issuers
+        self._introspector = introspector
+        self._clock = clock
+
+    async def request_access(self, identity: Identity, request: AccessRequest) -> RequestOutcome:
+        """Decide and, when allowed, issue. A deny is an outcome, not an exception.
+
+        Raises:
+            DependencyUnavailableError: the store is down (nothing was issued).
+            IssuanceError: the credential type is not available, or the issuer failed.
+        """
+        now = self._clock.now()
+        request_id = new_request_id(now)
+        active = await self._grants.active_for(identity.subject, now)
+        policy_input = build_policy_input(identity, request, active, now)
+        decision = self._policy.evaluate(policy_input)
+        requested = self._requested(request_id, identity, request, now)
+        evaluated = Draft(
+            request_id,
+            Event.EVALUATED,
+            now,
+            _evaluated_data(decision),
+            Effects(request=_evaluated_state(decision)),
+        )
+        if not decision.allow or decision.require_approval:
+            return await self._deny(requested, evaluated, decision, now)
+        issuer = self._issuer(request)
+        spec = GrantSpec(
+            request_id=request_id,
+            subject=identity.subject,
+            role=request.role,
+            target=request.target,
+            ttl_seconds=request.ttl.seconds,
+            now=now,
+            actor=None,
+        )
+        if issuer.external:
+            await self._ledger.append([requested, evaluated])
+            credential = await self._mint_external(issuer, spec)
+        else:
+            credential = await issuer.mint(spec)
+            await self._ledger.append(
+                [requested, evaluated, self._issued(spec, identity, credential)]
+            )
+        return RequestOutcome(request_id, Status.ISSUED, decision, credential.secret)
+
+    def _issuer(self, request: AccessRequest) -> CredentialIssuer:
+        issuer = self._issuers.get(request.credential_type.value)
+        if issuer is None:
+            raise IssuanceError(
+                f"credential type {request.credential_type.value} is not configured on this broker",
+                code="credential_type_unavailable",
+            )
+        return issuer
+
+    async def _mint_external(self, issuer: CredentialIssuer, spec: GrantSpec) -> IssuedCredential:
+        try:
+            credential = await issuer.mint(spec)
+        except GrantlineError as exc:
+            await self._record_failure(spec.request_id, exc)
+            raise
+        try:
+            await self._ledger.append([self._issued(spec, None, credential)])
+        except GrantlineError:
+            # The caller must never hold a credential the log does not know of.
+            await self._revoke_quietly(issuer, credential)
+            raise
+        return credential
+
+    async def _record_failure(self, request_id: RequestId, exc: GrantlineError) -> None:
+        data = {"code": exc.code, "message": exc.message}
+        effects = Effects(request={"status": Status.FAILED.value})
+        try:
+            await self._ledger.append(
+                [Draft(request_id, Event.FAILED, self._clock.now(), data, effects)]
+            )
+        except GrantlineError:
+            log.exception("could not record the failure of request %s", request_id)
+
+    async def _revoke_quietly(self, issuer: CredentialIssuer, credential: IssuedCredential) -> None:
+        try:
+            await issuer.revoke(credential.handle)
+        except GrantlineError:
+            log.exception("could not revoke unrecorded credential %s", credential.fingerprint)
+
+    async def _deny(
+        self, requested: Draft, evaluated: Draft, decision: Decision, now: datetime
+    ) -> RequestOutcome:
+        reasons = list(decision.reasons) or ["policy did not allow the request"]
+        if decision.allow and decision.require_approval:
+            reasons = ["the policy requires approval, which this broker does not offer yet"]
+            decision = Decision(
+                allow=False,
+                reasons=tuple(reasons),
+                policy_digest=decision.policy_digest,
+                input_digest=decision.input_digest,
+                require_approval=True,
+                extra=decision.extra,
+            )
+        denied = Draft(
+            requested.request_id,
+            Event.DENIED,
+            now,
+            {"reasons": reasons},
+            Effects(request={"status": Status.DENIED.value, "reasons": json.dumps(reasons)}),
+        )
+        await self._ledger.append([requested, evaluated, denied])
+        return RequestOutcome(RequestId(requested.request_id), Status.DENIED, decision)
+
+    def _requested(
+        self, request_id: RequestId, identity: Identity, request: AccessRequest, now: datetime
+    ) -> Draft:
+        claims = json.dumps(json_safe(dict(identity.claims)), sort_keys=True).encode()
+        data = {
+            "identity": {
+                "subject": identity.subject,
+                "issuer": identity.issuer,
+                "claims_sha256": "sha256:" + hashlib.sha256(claims).hexdigest(),
+            },
+            "request": json_safe(request.as_policy_request()),
+        }
+        state = {
+            "subject": identity.subject,
+            "issuer": identity.issuer,
+            "role": request.role,
+            "target": request.target,
+            "credential_type": request.credential_type.value,
+            "ttl_seconds": request.ttl.seconds,
+            "created_at": format_time(now),
+        }
+        return Draft(request_id, Event.REQUESTED, now, data, Effects(request=state))
+
+    def _issued(
+        self, spec: GrantSpec, identity: Identity | None, credential: IssuedCredential
+    ) -> Draft:
+        handle = dict(credential.handle)
+        state: dict[str, str | int] = {
+            "status": Status.ISSUED.value,
+            "issued_at": format_time(credential.issued_at),
+            "expires_at": format_time(credential.expires_at),
+            "fingerprint": credential.fingerprint,
+            "handle": json.dumps(handle, sort_keys=True),
+        }
+        effects = Effects(
+            request=state,
+            active_add=(spec.subject, to_millis(credential.expires_at)),
+            jti=handle.get("jti"),
+        )
+        return Draft(
+            spec.request_id, Event.ISSUED, self._clock.now(), credential.evidence(), effects
+        )
+
+    async def describe(self, caller: Identity, request_id: str) -> dict[str, Any]:
+        """The request's status and summary, never the credential. Requester or auditor only."""
+        state = await self._readable_state(caller, request_id)
+        summary: dict[str, Any] = {"request_id": request_id, **state}
+        summary.pop("handle", None)
+        if "reasons" in summary:
+            summary["reasons"] = json.loads(summary["reasons"])
+        if "ttl_seconds" in summary:
+            summary["ttl_seconds"] = int(summary["ttl_seconds"])
+        summary["status"] = self._effective_status(state)
+        return summary
+
+    async def lineage(self, caller: Identity, request_id: str) -> list[bytes]:
+        await self._readable_state(caller, request_id)
+        return await self._log.lineage(request_id)
+
+    async def records(self, caller: Identity, after: int, limit: int) -> list[tuple[int, bytes]]:
+        if caller.subject not in self._policy.group_members(AUDITORS):
+            raise ForbiddenError("only auditors may read the whole log")
+        return await self._log.read(after, limit)
+
+    async def revoke(self, caller: Identity, request_id: str, reason: str) -> dict[str, Any]:
+        """Revoke at the issuer, then record who did it and why. Revoking twice is harmless."""
+        state = await self._readable_state(caller, request_id)
+        if state.get("status") == Status.REVOKED.value:
+            return {"request_id": request_id, "status": Status.REVOKED.value, "already": True}
+        if state.get("status") != Status.ISSUED.value:
+            raise ConflictError(f"request {request_id} is {state.get('status')}: nothing to revoke")
+        issuer = self._issuers.get(state["credential_type"])
+        if issuer is None:
+            raise IssuanceError(f"credential type {state['credential_type']} is not configured")
+        await issuer.revoke(json.loads(state.get("handle", "{}")))
+        now = self._clock.now()
+        effects = Effects(
+            request={
+                "status": Status.REVOKED.value,
+                "revoked_at": format_time(now),
+                "revoked_by": caller.subject,
+            },
+            active_remove=state["subject"],
+        )
+        data = {"by": caller.subject, "reason": reason}
+        await self._ledger.append([Draft(request_id, Event.REVOKED, now, data, effects)])
+        return {"request_id": request_id, "status": Status.REVOKED.value, "already": False}
+
+    async def introspect(self, token: str) -> dict[str, Any]:
+        """RFC 7662: active only for an unexpired token of ours whose grant is still issued."""
+        claims = self._introspector.claims_of(token)
+        token_id = claims.get("jti") if claims else None
+        if not isinstance(token_id, str):
+            return {"active": False}
+        request_id = await self._grants.request_for_token(token_id)
+        state = await self._grants.request(request_id) if request_id else None
+        if state is None or self._effective_status(state) != Status.ISSUED.value:
+            return {"active": False}
+        assert claims is not None  # noqa: S101 — narrowed above: token_id came from claims
+        return {"active": True, "token_type": "Bearer", **dict(claims)}
+
+    async def _readable_state(self, caller: Identity, request_id: str) -> dict[str, str]:
+        state = await self._grants.request(request_id)
+        if state is None:
+            raise NotFoundError(f"no request {request_id}")
+        if state.get("subject") != caller.subject and caller.subject not in (
+            self._policy.group_members(AUDITORS)
+        ):
+            # Same answer as for a missing request: ids of others' requests are not disclosed.
+            raise NotFoundError(f"no request {request_id}")
+        return state
+
+    def _effective_status(self, state: Mapping[str, str]) -> str:
+        status = state.get("status", Status.FAILED.value)
+        expires = state.get("expires_at")
+        if status == Status.ISSUED.value and expires and parse_time(expires) <= self._clock.now():
+            return Status.EXPIRED.value
+        return status
+
+
+def _evaluated_state(decision: Decision) -> dict[str, str | int]:
+    state: dict[str, str | int] = {"policy_digest": decision.policy_digest}
+    if decision.allow and not decision.require_approval:
+        state["status"] = Status.APPROVED.value
+    return state
+
+
+def _evaluated_data(decision: Decision) -> dict[str, Any]:
+    return {
+        "decision": json_safe(
+            {
+                **dict(decision.extra),
+                **decision.summary(),
+                "require_approval": decision.require_approval,
+            }
+        ),
+        "policy_digest": decision.policy_digest,
+        "input_digest": decision.input_digest,
+    }
+
+
+def validate_reason(reason: str) -> str:
+    text = reason.strip()
+    if not text:
+        raise InvalidRequestError("a reason is required")
+    return text

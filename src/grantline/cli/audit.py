@@ -1,0 +1,126 @@
+"""``grantline audit export`` and ``grantline audit verify``: evidence out, evidence checked."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from grantline.cli import exit_codes
+from grantline.cli.http import add_connection_arguments, broker_client, error_message, send
+from grantline.config import Settings, log_signer
+from grantline.domain.errors import ConfigError, DependencyUnavailableError, ForbiddenError
+from grantline.evidence.signer import load_public_keys
+from grantline.evidence.verify import verify_export
+
+_PAGE = 2000
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("audit", help="export and verify evidence")
+    audit_commands = parser.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    export = audit_commands.add_parser("export", help="write the log as JSON Lines")
+    export.add_argument("--out", required=True, type=Path, help="file to write")
+    add_connection_arguments(export)
+    export.set_defaults(run=run_export)
+    verify = audit_commands.add_parser("verify", help="verify an export offline")
+    verify.add_argument("file", type=Path)
+    verify.add_argument(
+        "--jwks", help="trusted keys: a JWKS file or URL (default: the keys in $GRANTLINE_HOME)"
+    )
+    verify.add_argument("--json", type=Path, dest="json_out", help="also write findings as JSON")
+    verify.set_defaults(run=run_verify)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    with broker_client(args) as client:
+        checkpoint = _checkpoint(client)
+        size = json.loads(checkpoint)["size"]
+        count = 0
+        tmp = args.out.with_name(args.out.name + ".partial")
+        with tmp.open("wb") as out:
+            for line in _records(client, size):
+                out.write(line + b"\n")
+                count += 1
+            out.write(checkpoint + b"\n")
+        tmp.replace(args.out)
+    print(f"exported {count} records and a checkpoint at size {size} to {args.out}")
+    return exit_codes.OK
+
+
+def _checkpoint(client: httpx.Client) -> bytes:
+    response = send(client, "GET", "/v1/checkpoint")
+    _raise_for(response)
+    return response.content.rstrip(b"\n")
+
+
+def _records(client: httpx.Client, size: int) -> Iterator[bytes]:
+    after = 0
+    while after < size:
+        response = send(
+            client,
+            "GET",
+            "/v1/records",
+            params={"after": after, "limit": min(_PAGE, size - after)},
+            headers={"Accept": "application/x-ndjson"},
+        )
+        _raise_for(response)
+        lines = response.content.splitlines()
+        if not lines:
+            raise DependencyUnavailableError(f"the log ended at seq {after}, before {size}")
+        yield from lines
+        after = int(response.headers["X-Next-After"])
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code == 403:
+        raise ForbiddenError(error_message(response))
+    if response.status_code >= 500:
+        raise DependencyUnavailableError(error_message(response))
+    if response.status_code >= 400:
+        raise ConfigError(error_message(response))
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    keys = load_public_keys(_jwks(args.jwks))
+    try:
+        with args.file.open("rb") as handle:
+            report = verify_export((line.rstrip(b"\n") for line in handle), keys)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {args.file}: {exc}") from exc
+    if args.json_out:
+        args.json_out.write_text(report.to_json())
+    for finding in report.findings:
+        where = f"seq {finding.seq}" if finding.seq is not None else "export"
+        rid = f" request {finding.request_id}" if finding.request_id else ""
+        print(f"{finding.category}: {finding.code} at {where}{rid}: {finding.message}")
+    summary = f"{report.records} records, {len(report.findings)} findings"
+    if report.ok:
+        print(f"OK: {summary}; signatures, chain, checkpoint and lineage verify")
+        return exit_codes.OK
+    print(f"FAILED: {summary}", file=sys.stderr)
+    return exit_codes.INTEGRITY
+
+
+def _jwks(source: str | None) -> dict[str, Any]:
+    if source is None:
+        settings = Settings()
+        if not (settings.keys_dir / "log-signing.pem").exists():
+            raise ConfigError(
+                f"no --jwks given and no log key in {settings.keys_dir}; pass the broker's "
+                "/.well-known/jwks.json (file or URL)"
+            )
+        return {"keys": [log_signer(settings).public_jwk()]}
+    try:
+        if source.startswith(("http://", "https://")):
+            response = httpx.get(source, timeout=10)
+            response.raise_for_status()
+            return dict(response.json())
+        return dict(json.loads(Path(source).read_text()))
+    except (httpx.HTTPError, OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read trusted keys from {source}: {exc}") from exc

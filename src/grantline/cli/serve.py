@@ -1,0 +1,88 @@
+"""``grantline serve``: run the broker, starting the embedded Valkey when no Redis is given."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from grantline.cli import exit_codes
+from grantline.config import Settings, dev_issuer, log_signer, token_signer
+from grantline.store.valkey import EmbeddedValkey
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("serve", help="run the broker")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8400)")
+    parser.add_argument("--policies", type=Path, help="policy directory (default ./policies)")
+    parser.add_argument("--workers", type=int, help="worker processes (default 1)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {
+        key: value
+        for key, value in (
+            ("host", args.host),
+            ("port", args.port),
+            ("policies", args.policies),
+            ("workers", args.workers),
+        )
+        if value is not None
+    }
+    settings = Settings(**overrides)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    _prepare_keys(settings)
+    valkey = None
+    if not settings.redis_url:
+        valkey = EmbeddedValkey(settings.home.resolve() / "valkey")
+        settings = settings.model_copy(update={"redis_url": valkey.start()})
+        print(f"grantline: embedded Valkey started under {valkey.directory}", flush=True)
+    try:
+        _serve(settings)
+    finally:
+        if valkey is not None:
+            valkey.stop()
+    return exit_codes.OK
+
+
+def _prepare_keys(settings: Settings) -> None:
+    # Created once here, before any worker starts, so workers only ever read them.
+    log_signer(settings)
+    token_signer(settings)
+    if settings.dev_issuer:
+        dev_issuer(settings)
+
+
+def _serve(settings: Settings) -> None:
+    print(f"grantline: serving on {settings.issuer_url}", flush=True)
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "access_log": False,
+        "timeout_keep_alive": 5,
+        "server_header": False,
+    }
+    if settings.workers > 1:
+        # Workers are separate processes that read their settings from the environment.
+        os.environ.update(_environment(settings))
+        uvicorn.run(
+            "grantline.api.app:create_app", factory=True, workers=settings.workers, **common
+        )
+        return
+    from grantline.api.app import create_app  # noqa: PLC0415 — the app is built after Valkey starts
+
+    uvicorn.run(create_app(settings), **common)
+
+
+def _environment(settings: Settings) -> dict[str, str]:
+    values = settings.model_dump(exclude_none=True)
+    return {f"GRANTLINE_{key.upper()}": str(value) for key, value in values.items()}

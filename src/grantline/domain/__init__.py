@@ -1,0 +1,1 @@
+"""Pure models and rules of Grantline: no I/O, no vendors."""

@@ -1,0 +1,50 @@
+"""The policy input of CONTRACT.md, built by the broker: the policy never reads the clock."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from grantline.domain.models import AccessRequest, ActiveGrant, Identity, format_time
+
+
+def build_policy_input(
+    identity: Identity,
+    request: AccessRequest,
+    active_grants: Sequence[ActiveGrant],
+    now: datetime,
+) -> dict[str, Any]:
+    """The exact document the policy decides on; its digest goes into the ``evaluated`` record."""
+    return {
+        "identity": {
+            "subject": identity.subject,
+            "issuer": identity.issuer,
+            "claims": _json_claims(identity.claims),
+        },
+        "request": request.as_policy_request(),
+        "active_grants": [
+            grant.as_policy_input()
+            for grant in sorted(active_grants, key=lambda g: (g.expires_at, g.request_id))
+        ],
+        "now": format_time(now),
+    }
+
+
+def _json_claims(claims: Any) -> dict[str, Any]:
+    # Floats would make digests depend on number formatting (records refuse them); JWT claims
+    # rarely hold them, and a policy has no use for them, so they are kept as strings.
+    return {str(k): json_safe(v) for k, v in dict(claims).items()}
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with floats and other non-canonical values turned into strings."""
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    return str(value)

@@ -1,0 +1,238 @@
+"""The offline verifier of an export: signatures, chain, checkpoint and lineage rules, streamed.
+
+Every problem becomes a :class:`Finding`; verification goes on to the end so a report lists
+everything. State is the chain position plus one small integer per request id seen.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from grantline.domain.errors import IntegrityError
+from grantline.evidence.canonical import is_json_int
+from grantline.evidence.chain import check_record_fields
+from grantline.evidence.checkpoint import CHECKPOINT_EVENT, Checkpoint, checkpoint_from
+from grantline.evidence.record import (
+    GENESIS,
+    RECORD_DOMAIN,
+    SignedLine,
+    chain_hash,
+    check_signed,
+    read_line,
+)
+
+Category = Literal["integrity", "lineage"]
+
+# Lineage facts kept per request id, as bits of one integer.
+_REQUESTED, _ALLOWED, _DENIED, _ISSUED, _REVOKED = 1, 2, 4, 8, 16
+_FACT_OF_EVENT = {
+    "requested": _REQUESTED,
+    "denied": _DENIED,
+    "issued": _ISSUED,
+    "revoked": _REVOKED,
+}
+_ISSUANCE_RULES: tuple[tuple[int, bool, str, str], ...] = (
+    # (fact, must the fact hold?, finding code, what is wrong)
+    (_REQUESTED, True, "issued_without_request", "no earlier 'requested' record"),
+    (_ALLOWED, True, "issued_without_allow", "no earlier 'evaluated' record with allow: true"),
+    (_DENIED, False, "issued_after_denied", "the request was denied earlier"),
+    (_REVOKED, False, "issued_after_revoked", "the request was revoked earlier"),
+    (_ISSUED, False, "issued_twice", "the request was already issued"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem: ``code`` is stable for tools, ``message`` is for people.
+
+    ``seq`` is the sequence number the problem is attached to (for an unreadable line, the
+    number expected at that position), ``line`` the 1-based line number in the export.
+    """
+
+    category: Category
+    code: str
+    seq: int | None
+    request_id: str | None
+    message: str
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """The outcome of verifying one export."""
+
+    records: int
+    findings: tuple[Finding, ...]
+    checkpoint: Checkpoint | None
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def to_json(self) -> str:
+        """The report as one JSON object: ok, records, checkpoint, findings."""
+        return json.dumps(
+            {
+                "ok": self.ok,
+                "records": self.records,
+                "checkpoint": asdict(self.checkpoint) if self.checkpoint else None,
+                "findings": [asdict(finding) for finding in self.findings],
+            },
+            sort_keys=True,
+        )
+
+
+def verify_export(lines: Iterable[bytes], keys: Mapping[str, Ed25519PublicKey]) -> VerifyReport:
+    """Verify an export, one line at a time; never raises for anything found in ``lines``.
+
+    A trailing LF (or CRLF) on a line is a line terminator, not part of the line.
+    """
+    verifier = _Verifier(keys)
+    for raw in lines:
+        verifier.feed(raw)
+    return verifier.finish()
+
+
+class _Verifier:
+    def __init__(self, keys: Mapping[str, Ed25519PublicKey]) -> None:
+        self._keys = keys
+        self._findings: list[Finding] = []
+        self._line_no = 0
+        self._records = 0
+        self._expected_seq = 1
+        self._prev = GENESIS
+        self._checkpoint: Checkpoint | None = None
+        self._first_unchecked: int | None = None
+        self._facts: dict[str, int] = {}
+
+    def feed(self, raw: bytes) -> None:
+        self._line_no += 1
+        line = _strip_terminator(raw)
+        try:
+            signed = read_line(line)
+        except IntegrityError as exc:
+            # Most likely a damaged record: count it so the positions after it stay aligned.
+            self._flag(exc.code, self._expected_seq, exc.message)
+            self._advance(line, None)
+            return
+        if signed.body.get("event") == CHECKPOINT_EVENT:
+            self._feed_checkpoint(signed)
+        else:
+            self._feed_record(signed, line)
+
+    def finish(self) -> VerifyReport:
+        if self._checkpoint is None:
+            self._flag("checkpoint_missing", None, "no valid checkpoint: a cut tail would not show")
+        elif self._first_unchecked is not None:
+            self._flag(
+                "records_after_checkpoint",
+                self._first_unchecked,
+                "records follow the last checkpoint: nothing proves the log ended there",
+            )
+        return VerifyReport(self._records, tuple(self._findings), self._checkpoint)
+
+    def _feed_record(self, signed: SignedLine, line: bytes) -> None:
+        body = signed.body
+        seq = body["seq"] if is_json_int(body.get("seq")) else None
+        request_id = body["request_id"] if isinstance(body.get("request_id"), str) else None
+        at_seq = self._expected_seq if seq is None else seq
+        try:
+            check_signed(signed, self._keys, RECORD_DOMAIN)
+            check_record_fields(body)
+            authentic = True
+        except IntegrityError as exc:
+            self._flag(exc.code, at_seq, exc.message, request_id=request_id)
+            authentic = False
+        self._check_links(seq, body.get("prev"), at_seq, request_id)
+        if authentic:  # lineage rules read only what a trusted key signed
+            self._check_lineage(body, at_seq)
+        self._advance(line, seq)
+
+    def _check_links(self, seq: int | None, prev: object, at: int, request_id: str | None) -> None:
+        if seq is not None and seq != self._expected_seq:
+            message = f"expected seq {self._expected_seq}, found {seq}"
+            self._flag("seq_gap", at, message, request_id=request_id)
+        if prev != self._prev:
+            before = "the genesis value" if self._records == 0 else "the hash of the line before"
+            message = f"prev is not {before} ({self._prev}), found {_shown(prev)}"
+            self._flag("chain_break", at, message, request_id=request_id)
+
+    def _advance(self, line: bytes, seq: int | None) -> None:
+        # Resynchronise on what was actually seen, so that one break is reported once.
+        self._records += 1
+        self._prev = chain_hash(line)
+        position = self._expected_seq if seq is None else seq
+        self._expected_seq = position + 1
+        if self._first_unchecked is None:
+            self._first_unchecked = position
+
+    def _feed_checkpoint(self, signed: SignedLine) -> None:
+        try:
+            checkpoint = checkpoint_from(signed, self._keys)
+        except IntegrityError as exc:
+            self._flag(exc.code, None, f"checkpoint: {exc.message}")
+            return
+        self._compare_checkpoint(checkpoint)
+        self._checkpoint = checkpoint
+        self._first_unchecked = None
+
+    def _compare_checkpoint(self, checkpoint: Checkpoint) -> None:
+        size, records = checkpoint.size, self._records
+        if size > records:
+            message = f"the checkpoint covers {size} records but only {records} precede it"
+            self._flag("truncated", records + 1, message)
+        elif size < records:
+            message = f"the checkpoint covers {size} records but {records} precede it"
+            self._flag("checkpoint_mismatch", size + 1, message)
+        elif checkpoint.head != self._prev:
+            message = f"the checkpoint head {checkpoint.head} is not the hash of the last record"
+            self._flag("checkpoint_mismatch", records or None, message)
+
+    def _check_lineage(self, body: Mapping[str, Any], seq: int) -> None:
+        request_id, event = body["request_id"], body["event"]
+        facts = self._facts.get(request_id, 0)
+        if event == "issued":
+            for fact, required, code, problem in _ISSUANCE_RULES:
+                if bool(facts & fact) != required:
+                    message = f"issued, but {problem}"
+                    self._flag(code, seq, message, request_id=request_id, category="lineage")
+        facts |= _fact_of(event, body["data"])
+        if facts:
+            self._facts[request_id] = facts
+
+    def _flag(
+        self,
+        code: str,
+        seq: int | None,
+        message: str,
+        *,
+        request_id: str | None = None,
+        category: Category = "integrity",
+    ) -> None:
+        self._findings.append(Finding(category, code, seq, request_id, message, self._line_no))
+
+
+def _fact_of(event: str, data: Mapping[str, Any]) -> int:
+    if event == "evaluated":
+        decision = data.get("decision")
+        allowed = isinstance(decision, dict) and decision.get("allow") is True
+        return _ALLOWED if allowed else 0
+    return _FACT_OF_EVENT.get(event, 0)
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _strip_terminator(raw: bytes) -> bytes:
+    if raw.endswith(b"\r\n"):
+        return raw[:-2]
+    if raw.endswith(b"\n"):
+        return raw[:-1]
+    return raw

@@ -1,0 +1,1 @@
+"""Caller identity: verify JWTs from trusted issuers; the dev issuer for the embedded defaults."""

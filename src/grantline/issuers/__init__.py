@@ -1,0 +1,1 @@
+"""Credential issuers: each mints, fingerprints and revokes one kind of credential."""

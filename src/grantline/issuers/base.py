@@ -1,0 +1,45 @@
+"""The CredentialIssuer protocol the broker mints and revokes through."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from grantline.domain.models import CredentialType, IssuedCredential, RequestId
+
+
+@dataclass(frozen=True, slots=True)
+class GrantSpec:
+    """Everything an issuer needs to mint one credential for one allowed request."""
+
+    request_id: RequestId
+    subject: str
+    role: str
+    target: str
+    ttl_seconds: int
+    now: datetime
+    actor: Mapping[str, Any] | None = None
+
+
+class CredentialIssuer(Protocol):
+    @property
+    def credential_type(self) -> CredentialType: ...
+
+    @property
+    def external(self) -> bool:
+        """True when minting creates state outside the broker (a Vault token, a lease).
+
+        Such credentials get their intent recorded before minting, so a crash in between
+        leaves a trace the reconciler can resolve.
+        """
+        ...
+
+    async def mint(self, spec: GrantSpec) -> IssuedCredential:
+        """Mint a credential. Raises IssuanceError when the issuer fails."""
+        ...
+
+    async def revoke(self, handle: Mapping[str, str]) -> None:
+        """Revoke at the source. Raises IssuanceError when the issuer fails."""
+        ...

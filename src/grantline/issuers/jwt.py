@@ -1,0 +1,80 @@
+"""Short-lived JWTs signed with the broker's Ed25519 token key."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import jwt
+
+from grantline.domain.models import CredentialType, Fingerprint, IssuedCredential, format_time
+from grantline.evidence.jws import encode_jwt
+from grantline.evidence.signer import Signer
+from grantline.issuers.base import GrantSpec
+
+
+def fingerprint(token: str) -> Fingerprint:
+    """What records keep instead of the token: its SHA-256."""
+    return Fingerprint("sha256:" + hashlib.sha256(token.encode()).hexdigest())
+
+
+class JwtIssuer:
+    """Mints JWTs locally. Revocation is enforced by introspection against the grant state."""
+
+    credential_type = CredentialType.JWT
+    external = False
+
+    def __init__(self, signer: Signer, issuer_url: str) -> None:
+        self._signer = signer
+        self._issuer_url = issuer_url
+        self._public_key = jwt.PyJWK(dict(signer.public_jwk())).key
+
+    def claims_of(self, token: str) -> Mapping[str, Any] | None:
+        """The claims of an unexpired JWT this broker signed, or None for anything else."""
+        if len(token) > 16384:
+            return None
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=self._public_key,
+                algorithms=["EdDSA"],
+                issuer=self._issuer_url,
+                options={"verify_aud": False, "require": ["exp", "jti"]},
+            )
+        except jwt.PyJWTError:
+            return None
+        return claims
+
+    async def mint(self, spec: GrantSpec) -> IssuedCredential:
+        issued_at = spec.now.replace(microsecond=0)
+        expires_at = issued_at + timedelta(seconds=spec.ttl_seconds)
+        token_id = str(uuid.uuid4())
+        claims: dict[str, object] = {
+            "iss": self._issuer_url,
+            "sub": spec.subject,
+            "aud": spec.target,
+            "iat": int(issued_at.timestamp()),
+            "nbf": int(issued_at.timestamp()),
+            "exp": int(expires_at.timestamp()),
+            "jti": token_id,
+            "role": spec.role,
+            "request_id": spec.request_id,
+        }
+        if spec.actor:
+            claims["act"] = dict(spec.actor)
+        token = encode_jwt(claims, self._signer)
+        return IssuedCredential(
+            type=CredentialType.JWT,
+            fingerprint=fingerprint(token),
+            issued_at=issued_at,
+            expires_at=expires_at,
+            handle={"jti": token_id, "kid": self._signer.kid},
+            secret={"token": token, "expires_at": format_time(expires_at)},
+        )
+
+    async def revoke(self, handle: Mapping[str, str]) -> None:
+        # Nothing to do at the source: a JWT cannot be recalled, introspection refuses it.
+        return None

@@ -1,0 +1,1 @@
+"""Redis repositories for the log and the grants, and the embedded Valkey launcher."""

@@ -1,0 +1,89 @@
+"""Read side of request state in Redis: request summaries, active grants, token ids.
+
+The writes happen in the log's append script, atomically with the record that causes them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from grantline.domain.errors import DependencyUnavailableError
+from grantline.domain.models import ActiveGrant, RequestId, parse_time
+from grantline.store import keys
+
+
+def to_millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+class RedisGrants:
+    """Request state and active grants, read from Redis."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+
+    async def active_for(self, subject: str, now: datetime) -> list[ActiveGrant]:
+        """Grants of ``subject`` that have not expired and are not revoked."""
+        try:
+            found = await self._client.zrangebyscore(
+                keys.active(subject), to_millis(now) + 1, "+inf"
+            )
+            ids = [_text(raw) for raw in found]
+            if not ids:
+                return []
+            pipe = self._client.pipeline(transaction=False)
+            for raw in ids:
+                pipe.hmget(keys.request(raw), "role", "target", "expires_at")
+            rows = await pipe.execute()
+        except RedisError as exc:
+            raise _unavailable(exc) from exc
+        grants = []
+        for raw, (role, target, expires) in zip(ids, rows, strict=True):
+            if role is None or target is None or expires is None:
+                continue
+            grants.append(
+                ActiveGrant(
+                    request_id=RequestId(raw),
+                    role=role.decode(),
+                    target=target.decode(),
+                    expires_at=parse_time(expires.decode()),
+                )
+            )
+        return grants
+
+    async def request(self, request_id: str) -> dict[str, str] | None:
+        """The stored summary of a request, or None when there is no such request."""
+        try:
+            raw: dict[Any, Any] = await self._client.hgetall(keys.request(request_id))
+        except RedisError as exc:
+            raise _unavailable(exc) from exc
+        if not raw:
+            return None
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def request_for_token(self, token_id: str) -> str | None:
+        try:
+            raw = await self._client.get(keys.jti(token_id))
+        except RedisError as exc:
+            raise _unavailable(exc) from exc
+        return None if raw is None else _text(raw)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._client.ping())
+        except RedisError:
+            return False
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def _unavailable(exc: RedisError) -> DependencyUnavailableError:
+    return DependencyUnavailableError(
+        f"the state store is unavailable: {type(exc).__name__}", code="store_unavailable"
+    )

@@ -1,0 +1,28 @@
+"""Key names in Redis. One hash tag keeps every key on one Cluster slot, so scripts stay atomic."""
+
+from __future__ import annotations
+
+PREFIX = "{grantline}"
+
+LOG = f"{PREFIX}:log"
+HEAD = f"{PREFIX}:head"
+
+
+def batch(batch_id: str) -> str:
+    return f"{PREFIX}:batch:{batch_id}"
+
+
+def request(request_id: str) -> str:
+    return f"{PREFIX}:req:{request_id}"
+
+
+def lineage(request_id: str) -> str:
+    return f"{PREFIX}:lineage:{request_id}"
+
+
+def active(subject: str) -> str:
+    return f"{PREFIX}:active:{subject}"
+
+
+def jti(token_id: str) -> str:
+    return f"{PREFIX}:jti:{token_id}"

@@ -1,0 +1,129 @@
+"""Group commit of signed records: concurrent appends share one chained, signed, atomic write.
+
+Each process keeps its view of the chain head. Pending record groups queue up while a write
+is in flight; the next write seals all of them in order and appends them in one round trip
+(one fsync on the server for many requests). When another replica moved the head first, the
+compare-and-set fails, the batch is sealed again on the real head and retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from grantline.domain.errors import DependencyUnavailableError
+from grantline.evidence.chain import ChainHead, seal_next
+from grantline.evidence.signer import Signer
+from grantline.store.log import Effects, RedisLog, SealedEntry
+
+_MAX_BATCH_RECORDS = 512
+_MAX_CAS_ATTEMPTS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A record before it has a place in the chain."""
+
+    request_id: str
+    event: str
+    at: datetime
+    data: Mapping[str, Any]
+    effects: Effects = field(default_factory=Effects)
+
+
+@dataclass(slots=True)
+class _Pending:
+    drafts: Sequence[Draft]
+    done: asyncio.Future[list[bytes]]
+
+
+class Ledger:
+    """Appends groups of drafts atomically; a group is never split across writes."""
+
+    def __init__(self, log: RedisLog, signer: Signer) -> None:
+        self._log = log
+        self._signer = signer
+        self._head: ChainHead | None = None
+        self._queue: list[_Pending] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def append(self, drafts: Sequence[Draft]) -> list[bytes]:
+        """Seal and durably append ``drafts`` in order; return their signed lines.
+
+        Raises:
+            DependencyUnavailableError: the store did not confirm the write.
+        """
+        done: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(drafts, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        return await done
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch = self._take_batch()
+            try:
+                lines = await self._commit([d for p in batch for d in p.drafts])
+            except Exception as exc:
+                self._head = None  # our view may be stale; read it again next time
+                for pending in batch:
+                    if not pending.done.done():
+                        pending.done.set_exception(_as_unavailable(exc))
+                continue
+            offset = 0
+            for pending in batch:
+                count = len(pending.drafts)
+                if not pending.done.done():
+                    pending.done.set_result(lines[offset : offset + count])
+                offset += count
+
+    def _take_batch(self) -> list[_Pending]:
+        batch: list[_Pending] = []
+        size = 0
+        while self._queue and (
+            not batch or size + len(self._queue[0].drafts) <= _MAX_BATCH_RECORDS
+        ):
+            pending = self._queue.pop(0)
+            batch.append(pending)
+            size += len(pending.drafts)
+        return batch
+
+    async def _commit(self, drafts: Sequence[Draft]) -> list[bytes]:
+        head = self._head if self._head is not None else await self._log.head()
+        batch_id = secrets.token_hex(16)
+        for _ in range(_MAX_CAS_ATTEMPTS):
+            entries, new_head = self._seal(head, drafts)
+            outcome = await self._log.compare_and_append(head, new_head, entries, batch_id)
+            if outcome.applied:
+                self._head = new_head
+                return [entry.line for entry in entries]
+            head = outcome.head
+        raise DependencyUnavailableError(
+            "the log is under too much contention to append; try again", code="store_contention"
+        )
+
+    def _seal(
+        self, head: ChainHead, drafts: Sequence[Draft]
+    ) -> tuple[list[SealedEntry], ChainHead]:
+        entries: list[SealedEntry] = []
+        for draft in drafts:
+            line, head = seal_next(
+                head,
+                request_id=draft.request_id,
+                event=draft.event,
+                at=draft.at,
+                data=draft.data,
+                signer=self._signer,
+            )
+            entries.append(SealedEntry(head.seq, line, draft.request_id, draft.effects))
+        return entries, head
+
+
+def _as_unavailable(exc: Exception) -> Exception:
+    if isinstance(exc, DependencyUnavailableError):
+        return exc
+    return DependencyUnavailableError(f"could not append to the log: {type(exc).__name__}")

