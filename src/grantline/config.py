@@ -20,7 +20,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from grantline.broker import Broker
 from grantline.domain.clock import Clock, SystemClock
 from grantline.domain.errors import ConfigError
-from grantline.evidence.signer import LocalEd25519Signer, Signer
+from grantline.evidence.signer import (
+    LOG_PURPOSE,
+    PURPOSE_MEMBER,
+    TOKEN_PURPOSE,
+    LocalEd25519Signer,
+    Signer,
+)
 from grantline.identity.dev_issuer import DevIssuer
 from grantline.identity.issuers import TrustedIssuer
 from grantline.identity.verifier import IdentityVerifier
@@ -123,7 +129,10 @@ class Runtime:
     clock: Clock
 
     def jwks(self) -> dict[str, Any]:
-        return {"keys": [self.token_signer.public_jwk(), self.log_signer.public_jwk()]}
+        """Both public keys, each marked with its purpose so a verifier trusts only the log key."""
+        token = {**self.token_signer.public_jwk(), PURPOSE_MEMBER: TOKEN_PURPOSE}
+        records = {**self.log_signer.public_jwk(), PURPOSE_MEMBER: LOG_PURPOSE}
+        return {"keys": [token, records]}
 
 
 @asynccontextmanager

@@ -24,7 +24,8 @@ class AccessRequestBody(_Strict):
     target: str = Field(min_length=1, max_length=512)
     role: str = Field(min_length=1, max_length=128)
     ttl_seconds: int = Field(ge=MIN_TTL_SECONDS, le=MAX_TTL_SECONDS)
-    credential_type: CredentialType = CredentialType.JWT
+    # JSON carries the type as a string; the enum refuses any other value.
+    credential_type: CredentialType = Field(default=CredentialType.JWT, strict=False)
     purpose: str = Field(default="", max_length=1024)
     ticket: str = Field(default="", max_length=256)
     agent: AgentBlock | None = None

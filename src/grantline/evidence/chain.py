@@ -45,7 +45,7 @@ def seal_next(
 
     ``extra`` adds top-level fields (e.g. ``break_glass``) beside the reserved ones. Raises
     :class:`IntegrityError` when ``extra`` names a reserved field or a value is not
-    canonicalisable (a float, a datetime, ...).
+    canonicalisable (a float, a datetime, ...), and ``ValueError`` for a naive ``at``.
     """
     body: dict[str, Any] = {}
     if extra:

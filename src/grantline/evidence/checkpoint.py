@@ -38,7 +38,10 @@ class Checkpoint:
 
 
 def make_checkpoint(head: ChainHead, *, origin: str, at: datetime, signer: Signer) -> bytes:
-    """The signed checkpoint line over ``head``. Checkpoints are not links of the chain."""
+    """The signed checkpoint line over ``head``. Checkpoints are not links of the chain.
+
+    Raises ``ValueError`` for a naive ``at``.
+    """
     body = {
         "v": FORMAT_VERSION,
         "event": CHECKPOINT_EVENT,

@@ -155,11 +155,20 @@ def public_jwk(key: Ed25519PublicKey) -> dict[str, str]:
     }
 
 
+# A private JWK member (RFC 7517 section 4: unknown members are ignored by other readers) that
+# tells Grantline's verifier which published keys may sign records.
+PURPOSE_MEMBER = "grantline_purpose"
+LOG_PURPOSE = "log"
+TOKEN_PURPOSE = "token"  # noqa: S105 — a purpose name, not a secret
+
+
 def load_public_keys(jwks: Mapping[str, Any]) -> dict[str, Ed25519PublicKey]:
     """The Ed25519 signature keys of a JWKS document, by ``kid``.
 
     Keys of other types, or marked for another ``use`` or ``alg``, are skipped: a JWKS may
-    also publish keys for other purposes. A key without ``kid`` is named by its RFC 7638
+    also publish keys for other purposes. Keys whose ``grantline_purpose`` member is present
+    and not ``"log"`` (the broker's token key) are skipped too: only a log key may vouch for
+    records and checkpoints. A key without ``kid`` is named by its RFC 7638
     thumbprint. Raises :class:`ConfigError` for a document without a ``keys`` list, an
     Ed25519 key whose ``x`` is not 32 bytes of unpadded base64url, or two keys with one kid.
     """
@@ -187,6 +196,7 @@ def _is_ed25519_signing_jwk(entry: object) -> bool:
         and entry.get("crv") == "Ed25519"
         and entry.get("use", "sig") == "sig"
         and entry.get("alg", "EdDSA") == "EdDSA"
+        and entry.get(PURPOSE_MEMBER, LOG_PURPOSE) == LOG_PURPOSE
     )
 
 

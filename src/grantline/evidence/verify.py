@@ -28,6 +28,8 @@ from grantline.evidence.record import (
 
 Category = Literal["integrity", "lineage"]
 
+_UNAUTHENTICATED = frozenset({"unknown_kid", "bad_signature"})
+
 # Lineage facts kept per request id, as bits of one integer.
 _REQUESTED, _ALLOWED, _DENIED, _ISSUED, _REVOKED = 1, 2, 4, 8, 16
 _FACT_OF_EVENT = {
@@ -137,30 +139,43 @@ class _Verifier:
         return VerifyReport(self._records, tuple(self._findings), self._checkpoint)
 
     def _feed_record(self, signed: SignedLine, line: bytes) -> None:
+        problem = self._record_problem(signed)
+        if problem is not None and problem.code in _UNAUTHENTICATED:
+            # Nothing in the line is trustworthy, not even its seq: name it by its position.
+            self._flag(problem.code, self._expected_seq, problem.message)
+            self._advance(line, None)
+            return
         body = signed.body
         seq = body["seq"] if is_json_int(body.get("seq")) else None
         request_id = body["request_id"] if isinstance(body.get("request_id"), str) else None
-        at_seq = self._expected_seq if seq is None else seq
-        try:
-            check_signed(signed, self._keys, RECORD_DOMAIN)
-            check_record_fields(body)
-            authentic = True
-        except IntegrityError as exc:
-            self._flag(exc.code, at_seq, exc.message, request_id=request_id)
-            authentic = False
-        self._check_links(seq, body.get("prev"), at_seq, request_id)
-        if authentic:  # lineage rules read only what a trusted key signed
-            self._check_lineage(body, at_seq)
+        if problem is not None:
+            at = self._expected_seq if seq is None else seq
+            self._flag(problem.code, at, problem.message, request_id=request_id)
+        self._check_links(seq, body.get("prev"), request_id)
+        if problem is None:
+            self._check_lineage(body, body["seq"])
         self._advance(line, seq)
 
-    def _check_links(self, seq: int | None, prev: object, at: int, request_id: str | None) -> None:
-        if seq is not None and seq != self._expected_seq:
-            message = f"expected seq {self._expected_seq}, found {seq}"
-            self._flag("seq_gap", at, message, request_id=request_id)
+    def _record_problem(self, signed: SignedLine) -> IntegrityError | None:
+        try:
+            check_signed(signed, self._keys, RECORD_DOMAIN)
+            check_record_fields(signed.body)
+        except IntegrityError as exc:
+            return exc
+        return None
+
+    def _check_links(self, seq: int | None, prev: object, request_id: str | None) -> None:
+        expected = self._expected_seq
+        if seq is not None and seq != expected:
+            # Named by the seq that should be here: for a deleted record, the missing one.
+            message = f"expected seq {expected}, found {seq}"
+            self._flag("seq_gap", expected, message, request_id=request_id)
         if prev != self._prev:
             before = "the genesis value" if self._records == 0 else "the hash of the line before"
             message = f"prev is not {before} ({self._prev}), found {_shown(prev)}"
-            self._flag("chain_break", at, message, request_id=request_id)
+            self._flag(
+                "chain_break", expected if seq is None else seq, message, request_id=request_id
+            )
 
     def _advance(self, line: bytes, seq: int | None) -> None:
         # Resynchronise on what was actually seen, so that one break is reported once.

@@ -32,7 +32,7 @@ class RedisGrants:
             found = await self._client.zrangebyscore(
                 keys.active(subject), to_millis(now) + 1, "+inf"
             )
-            ids = [_text(raw) for raw in found]
+            ids = [_text(raw) for raw in found if isinstance(raw, bytes | str)]
             if not ids:
                 return []
             pipe = self._client.pipeline(transaction=False)

@@ -69,8 +69,10 @@ async def test_concurrent_appends_from_several_ledgers_keep_one_unbroken_chain(
 async def test_a_group_of_drafts_is_appended_contiguously(client: aioredis.Redis) -> None:
     ledger = Ledger(RedisLog(client), SIGNER)
     await asyncio.gather(
-        *(ledger.append([draft(f"q{i}"), draft(f"q{i}", "evaluated"), draft(f"q{i}", "issued")])
-          for i in range(30))
+        *(
+            ledger.append([draft(f"q{i}"), draft(f"q{i}", "evaluated"), draft(f"q{i}", "issued")])
+            for i in range(30)
+        )
     )
     lines = await all_lines(RedisLog(client))
     ids = [line.split(b'"request_id":"')[1].split(b'"')[0] for line in lines]
@@ -110,8 +112,13 @@ async def test_state_effects_commit_with_their_record(client: aioredis.Redis) ->
     ledger, grants = Ledger(RedisLog(client), SIGNER), RedisGrants(client)
     until = NOW + timedelta(minutes=10)
     issued = Effects(
-        request={"status": "issued", "role": "deployer", "target": "k8s://prod",
-                 "expires_at": "2026-11-23T10:10:00.000Z", "subject": "svc"},
+        request={
+            "status": "issued",
+            "role": "deployer",
+            "target": "k8s://prod",
+            "expires_at": "2026-11-23T10:10:00.000Z",
+            "subject": "svc",
+        },
         active_add=("svc", to_millis(until)),
         jti="token-1",
     )

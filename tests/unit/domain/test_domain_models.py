@@ -70,8 +70,13 @@ def test_policy_input_has_the_contract_shape_with_broker_supplied_time_and_grant
     assert built["identity"]["subject"] == "spiffe://example.org/ci"
     assert built["identity"]["claims"]["score"] == "0.5"  # floats never reach a digest
     assert built["request"] == {
-        "target": "postgres://orders-db", "role": "db-read", "ttl_seconds": 600,
-        "credential_type": "jwt", "purpose": "job", "ticket": "", "agent": {},
+        "target": "postgres://orders-db",
+        "role": "db-read",
+        "ttl_seconds": 600,
+        "credential_type": "jwt",
+        "purpose": "job",
+        "ticket": "",
+        "agent": {},
     }
     assert [g["request_id"] for g in built["active_grants"]] == ["a", "b"]
 

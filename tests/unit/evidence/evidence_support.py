@@ -83,6 +83,6 @@ def checkpoint_over(head: ChainHead, signer: LocalEd25519Signer = SIGNER) -> byt
 def sign_raw(
     signed: bytes, domain: bytes = RECORD_DOMAIN, signer: LocalEd25519Signer = SIGNER
 ) -> bytes:
-    """A line over arbitrary ``signed`` bytes, as a buggy or hostile writer holding the key would make."""
+    """A line over arbitrary ``signed`` bytes, as a buggy or hostile holder of the key makes."""
     signature = b64url_encode(signer.sign(domain + signed)).encode()
     return signed[:-1] + b',"sig":"' + signature + b'"}'

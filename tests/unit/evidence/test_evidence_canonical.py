@@ -32,9 +32,15 @@ class Colour(enum.StrEnum):
 def test_keys_are_sorted_by_utf16_code_units_as_rfc8785_requires() -> None:
     # RFC 8785 section 3.2.3's sorting example: U+1F600 (surrogates D83D DE00) sorts before
     # U+FB33, although its code point is larger.
-    value = {"\u20ac": "Euro Sign", "\r": "Carriage Return", "\ufb33": "Hebrew Letter Dalet With Dagesh",
-             "1": "One", "\U0001f600": "Emoji: Grinning Face", "\u0080": "Control",
-             "\u00f6": "Latin Small Letter O With Diaeresis"}  # fmt: skip
+    value = {
+        "\u20ac": "Euro Sign",
+        "\r": "Carriage Return",
+        "\ufb33": "Hebrew Letter Dalet With Dagesh",
+        "1": "One",
+        "\U0001f600": "Emoji: Grinning Face",
+        "\u0080": "Control",
+        "\u00f6": "Latin Small Letter O With Diaeresis",
+    }
     keys = list(json.loads(canonicalize(value)))
     assert keys == ["\r", "1", "\u0080", "\u00f6", "\u20ac", "\U0001f600", "\ufb33"]
 
@@ -46,7 +52,7 @@ def test_output_has_no_whitespace_and_nested_objects_are_sorted() -> None:
 
 
 def test_non_ascii_is_written_as_utf8_and_only_controls_quote_and_backslash_are_escaped() -> None:
-    value = "\u00e9\u2028\U0001f600\"\\\n\t\x01\x7f/"
+    value = '\u00e9\u2028\U0001f600"\\\n\t\x01\x7f/'
     assert canonicalize(value) == '"\u00e9\u2028\U0001f600\\"\\\\\\n\\t\\u0001\x7f/"'.encode()
 
 
@@ -134,8 +140,9 @@ def test_base64url_refuses_padding_other_alphabets_and_non_canonical_spellings(t
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
     max_leaves=20,
 )
 float_free_values = st.recursive(
@@ -143,8 +150,10 @@ float_free_values = st.recursive(
     | st.booleans()
     | st.integers(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER)
     | st.text(st.characters(codec="utf-8")),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(st.characters(codec="utf-8")), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(st.characters(codec="utf-8")), children, max_size=4)
+    ),
     max_leaves=20,
 )
 

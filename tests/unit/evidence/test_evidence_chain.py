@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -49,7 +50,7 @@ def test_the_first_record_has_seq_1_and_prev_genesis_and_all_required_fields() -
 
 def test_each_record_points_at_the_chain_hash_of_the_line_before() -> None:
     lines, head = records()
-    for before, after in zip(lines, lines[1:], strict=False):
+    for before, after in itertools.pairwise(lines):
         assert json.loads(after)["prev"] == chain_hash(before)
     assert [json.loads(line)["seq"] for line in lines] == list(range(1, len(lines) + 1))
     assert head == ChainHead(len(lines), chain_hash(lines[-1]))

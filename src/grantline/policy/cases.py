@@ -1,0 +1,149 @@
+"""Table-driven policy tests: decision cases (input -> expected decision) run through an engine."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grantline.domain.errors import ConfigError
+from grantline.domain.models import Decision
+from grantline.policy.bundle import TESTS_DIR
+from grantline.policy.embedded import EmbeddedRegoEngine
+from grantline.policy.engine import PolicyEngine
+
+_EXPECT_KEYS = frozenset({"allow", "reasons_include", "rule", "require_approval"})
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionCase:
+    name: str
+    input: Mapping[str, Any]
+    expect: Mapping[str, Any]
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResult:
+    name: str
+    passed: bool
+    expected: Mapping[str, Any]
+    actual: Decision
+    message: str = ""
+    source: str = field(default="", compare=False)
+
+
+def load_cases(path: Path) -> list[DecisionCase]:
+    """The cases in a file, or in every ``*.json`` of a directory (sorted by name).
+
+    A case file is a JSON list of ``{"name", "input", "expect"}``; ``expect`` holds ``allow``
+    and optionally ``reasons_include`` (substrings each found in some reason), ``rule`` and
+    ``require_approval``. Cases stand in for Rego ``test_*`` rules, which would need
+    ``with input as``, on which regopy 1.3-1.5 crash. Raises :class:`ConfigError` for an
+    unreadable or malformed file or a repeated case name.
+    """
+    files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+    cases = [case for file in files for case in _load_file(file)]
+    repeated = [name for name, n in Counter(c.name for c in cases).items() if n > 1]
+    if repeated:
+        raise ConfigError(f"decision cases in {path} repeat the names {sorted(repeated)}")
+    return cases
+
+
+def run_cases(engine: PolicyEngine, cases: Iterable[DecisionCase]) -> list[CaseResult]:
+    """Evaluate every case through ``engine.evaluate``, the path the broker uses."""
+    return [_run(engine, case) for case in cases]
+
+
+def run_policy_tests(directory: Path) -> tuple[list[CaseResult], str]:
+    """Load the policy in ``directory`` and run the cases in ``directory/tests/*.json``.
+
+    Returns the results and a printable summary. Raises :class:`ConfigError` when the
+    policy or the cases cannot be loaded, or when there is no case at all.
+    """
+    engine = EmbeddedRegoEngine(directory)
+    cases = load_cases(directory / TESTS_DIR) if (directory / TESTS_DIR).is_dir() else []
+    if not cases:
+        raise ConfigError(f"no decision cases in {directory / TESTS_DIR}/*.json")
+    results = run_cases(engine, cases)
+    return results, summarize(results, policy_digest=engine.digest)
+
+
+def summarize(results: Sequence[CaseResult], *, policy_digest: str = "") -> str:
+    """Failures first, then totals and which rules and reasons the cases exercised."""
+    failed = [r for r in results if not r.passed]
+    lines = [f"FAIL {r.name} ({r.source}): {r.message}" for r in failed]
+    lines.append(f"{len(results) - len(failed)} passed, {len(failed)} failed ({policy_digest})")
+    rules = Counter(str(r.actual.extra.get("rule", "-")) for r in results)
+    lines.append("rules: " + ", ".join(f"{rule} x{n}" for rule, n in sorted(rules.items())))
+    reasons = Counter(reason for r in results for reason in r.actual.reasons)
+    lines.append(f"reasons ({len(reasons)} distinct):")
+    lines += [f"  {n:3d}  {_printable(reason)}" for reason, n in sorted(reasons.items())]
+    return "\n".join(lines)
+
+
+def _printable(text: str) -> str:
+    # Reasons quote what callers sent, control characters included: never echo those raw.
+    return text if text.isprintable() else json.dumps(text)[1:-1]
+
+
+def _run(engine: PolicyEngine, case: DecisionCase) -> CaseResult:
+    decision = engine.evaluate(case.input)
+    problems = _mismatches(case.expect, decision)
+    return CaseResult(
+        name=case.name,
+        passed=not problems,
+        expected=case.expect,
+        actual=decision,
+        message="; ".join(problems),
+        source=case.source,
+    )
+
+
+def _mismatches(expect: Mapping[str, Any], decision: Decision) -> list[str]:
+    problems = []
+    if decision.allow is not expect["allow"]:
+        problems.append(f"expected allow={expect['allow']}, got {decision.allow}")
+    for fragment in expect.get("reasons_include", []):
+        if not any(fragment in reason for reason in decision.reasons):
+            problems.append(f"no reason contains {fragment!r}")
+    if "rule" in expect and decision.extra.get("rule") != expect["rule"]:
+        problems.append(f"expected rule {expect['rule']!r}, got {decision.extra.get('rule')!r}")
+    wanted = expect.get("require_approval")
+    if wanted is not None and decision.require_approval is not wanted:
+        problems.append(f"expected require_approval={wanted}")
+    if problems:
+        problems.append(f"reasons were {list(decision.reasons)}")
+    return problems
+
+
+def _load_file(file: Path) -> list[DecisionCase]:
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read decision cases from {file}: {exc}") from exc
+    if not isinstance(document, list):
+        raise ConfigError(f"{file} must hold a JSON list of cases")
+    return [_case(file, position, entry) for position, entry in enumerate(document)]
+
+
+def _case(file: Path, position: int, entry: Any) -> DecisionCase:
+    where = f"{file} case {position}"
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise ConfigError(f"{where} must be an object with a string name")
+    if not isinstance(entry.get("input"), dict):
+        raise ConfigError(f"{where} ({entry['name']}) needs an input object")
+    expect = entry.get("expect")
+    if not isinstance(expect, dict) or not isinstance(expect.get("allow"), bool):
+        raise ConfigError(f"{where} ({entry['name']}) needs expect.allow, a boolean")
+    unknown = set(expect) - _EXPECT_KEYS
+    if unknown:
+        # A misspelt expectation would otherwise pass silently.
+        raise ConfigError(f"{where} ({entry['name']}) has unknown expectations {sorted(unknown)}")
+    fragments = expect.get("reasons_include", [])
+    if not isinstance(fragments, list) or not all(isinstance(f, str) for f in fragments):
+        raise ConfigError(f"{where} ({entry['name']}): reasons_include must list strings")
+    return DecisionCase(entry["name"], entry["input"], expect, file.name)

@@ -1,0 +1,145 @@
+"""Decision cases load strictly and compare an engine's decisions with what they expect."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from grantline.domain.errors import ConfigError
+from grantline.domain.models import Decision
+from grantline.policy import DecisionCase, load_cases, parse_decision, run_cases, summarize
+
+
+class TableEngine:
+    """A PolicyEngine double: answers by the request's role, through parse_decision."""
+
+    digest = "sha256:table"
+
+    def __init__(self, answers: Mapping[str, Any]) -> None:
+        self._answers = answers
+
+    def evaluate(self, policy_input: Mapping[str, Any]) -> Decision:
+        raw = self._answers.get(policy_input.get("role", ""))
+        return parse_decision(raw, policy_digest=self.digest, input_digest="sha256:in")
+
+    def ready(self) -> bool:
+        return True
+
+
+ENGINE = TableEngine(
+    {
+        "ok": {"allow": True, "reasons": [], "rule": "rbac"},
+        "no": {
+            "allow": False,
+            "reasons": ["ttl_seconds 901 exceeds the cap of 900"],
+            "rule": "deny",
+        },
+        "approve": {"allow": True, "reasons": [], "require_approval": True},
+    }
+)
+
+
+def case(name: str, role: str, **expect: Any) -> DecisionCase:
+    return DecisionCase(name=name, input={"role": role}, expect=expect)
+
+
+def write_cases(path: Path, entries: Any) -> Path:
+    path.write_text(json.dumps(entries))
+    return path
+
+
+def test_a_case_passes_when_allow_and_every_expectation_match() -> None:
+    [result] = run_cases(
+        ENGINE, [case("c", "no", allow=False, reasons_include=["cap of 900"], rule="deny")]
+    )
+
+    assert result.passed
+    assert result.message == ""
+    assert result.actual.reasons == ("ttl_seconds 901 exceeds the cap of 900",)
+
+
+@pytest.mark.parametrize(
+    ("expected", "message"),
+    [
+        (case("c", "ok", allow=False), "expected allow=False, got True"),
+        (case("c", "no", allow=False, reasons_include=["cap of 60"]), "no reason contains"),
+        (case("c", "ok", allow=True, rule="sod"), "expected rule 'sod'"),
+        (case("c", "ok", allow=True, require_approval=True), "require_approval=True"),
+        (case("c", "missing", allow=True), "expected allow=True, got False"),
+    ],
+)
+def test_a_case_fails_saying_what_differed(expected: DecisionCase, message: str) -> None:
+    [result] = run_cases(ENGINE, [expected])
+
+    assert not result.passed
+    assert message in result.message
+
+
+def test_require_approval_is_checked_when_expected() -> None:
+    [result] = run_cases(ENGINE, [case("c", "approve", allow=True, require_approval=True)])
+
+    assert result.passed
+
+
+def test_cases_load_from_a_file_or_every_json_file_of_a_directory(tmp_path: Path) -> None:
+    write_cases(tmp_path / "b.json", [{"name": "b", "input": {}, "expect": {"allow": False}}])
+    write_cases(tmp_path / "a.json", [{"name": "a", "input": {}, "expect": {"allow": True}}])
+
+    assert [c.name for c in load_cases(tmp_path)] == ["a", "b"]
+    assert [c.source for c in load_cases(tmp_path / "b.json")] == ["b.json"]
+
+
+@pytest.mark.parametrize(
+    ("entries", "problem"),
+    [
+        ({"name": "x"}, "JSON list"),
+        (["x"], "string name"),
+        ([{"name": "x", "expect": {"allow": True}}], "input object"),
+        ([{"name": "x", "input": {}, "expect": {}}], "expect.allow"),
+        ([{"name": "x", "input": {}, "expect": {"allow": "yes"}}], "expect.allow"),
+        ([{"name": "x", "input": {}, "expect": {"allow": True, "reason": "a"}}], "unknown"),
+        (
+            [{"name": "x", "input": {}, "expect": {"allow": True, "reasons_include": "a"}}],
+            "reasons_include",
+        ),
+        (
+            [
+                {"name": "x", "input": {}, "expect": {"allow": True}},
+                {"name": "x", "input": {}, "expect": {"allow": False}},
+            ],
+            "repeat",
+        ),
+    ],
+)
+def test_malformed_case_files_are_refused(tmp_path: Path, entries: Any, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        load_cases(write_cases(tmp_path / "cases.json", entries))
+
+
+def test_a_case_file_that_is_not_json_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "cases.json").write_text("[{")
+
+    with pytest.raises(ConfigError, match=r"cases\.json"):
+        load_cases(tmp_path / "cases.json")
+
+
+def test_the_summary_lists_failures_totals_rules_and_reasons() -> None:
+    results = run_cases(
+        ENGINE,
+        [
+            case("good", "ok", allow=True),
+            case("bad", "no", allow=True),
+            case("n", "no", allow=False),
+        ],
+    )
+
+    summary = summarize(results, policy_digest="sha256:table")
+
+    assert summary.splitlines()[0].startswith("FAIL bad")
+    assert "2 passed, 1 failed (sha256:table)" in summary
+    assert "rules: deny x2, rbac x1" in summary
+    assert "2  ttl_seconds 901 exceeds the cap of 900" in summary
