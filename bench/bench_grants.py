@@ -26,7 +26,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 GRANTLINE = str(Path(sys.executable).parent / "grantline")
-SUBJECTS = 64
+SUBJECTS = 512
 
 LUA = """
 tokens = {%(tokens)s}

@@ -43,9 +43,8 @@ from grantline.domain.models import (
 )
 from grantline.domain.policy_input import build_policy_input, json_safe
 from grantline.issuers.base import CredentialIssuer, GrantSpec
-from grantline.store.grants import to_millis
 from grantline.store.ledger import Draft
-from grantline.store.log import Effects
+from grantline.store.log import ActiveAdd, Effects
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +253,11 @@ class Broker:
         }
         effects = Effects(
             request=state,
-            active_add=(spec.subject, to_millis(credential.expires_at)),
+            active_add=ActiveAdd(
+                spec.subject,
+                ActiveGrant(spec.request_id, spec.role, spec.target, credential.expires_at),
+                spec.now,
+            ),
             jti=handle.get("jti"),
         )
         return Draft(

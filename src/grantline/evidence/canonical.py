@@ -31,11 +31,34 @@ def canonicalize(obj: object) -> bytes:
     """
     try:
         plain = _plain(obj)
+        if _ascii_keys(plain):
+            return _fast_dumps(plain)
         return rfc8785.dumps(plain)
     except RecursionError:
         _refuse("the value is nested too deeply")
-    except rfc8785.CanonicalizationError as exc:  # e.g. a lone surrogate in a string
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError) as exc:  # a lone surrogate
         _refuse(str(exc), exc)
+
+
+def _fast_dumps(plain: Any) -> bytes:
+    """The same bytes as RFC 8785 for float-free values whose object keys are all ASCII.
+
+    For such values JCS and ``json.dumps`` agree: both escape exactly ``"``, ``\\``, and the
+    C0 controls (``\\b \\f \\n \\r \\t`` short, others as lowercase ``\\u00xx``), and
+    leave every other character as UTF-8; integers print alike; and sorting ASCII keys by
+    UTF-16 code units (JCS) is sorting them by code points (Python). It is several times faster
+    than the pure-Python ``rfc8785`` package, and this runs for every record on the request
+    path; a property test holds the two to the same bytes.
+    """
+    return json.dumps(plain, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _ascii_keys(plain: Any) -> bool:
+    if type(plain) is dict:
+        return all(k.isascii() and _ascii_keys(v) for k, v in plain.items())
+    if type(plain) is list:
+        return all(_ascii_keys(item) for item in plain)
+    return True
 
 
 def _plain(obj: Any) -> Any:

@@ -8,8 +8,9 @@ from typing import Any, Protocol
 
 import rfc8785
 
-from grantline.domain.errors import PolicyError
+from grantline.domain.errors import IntegrityError, PolicyError
 from grantline.domain.models import Decision
+from grantline.evidence.canonical import canonicalize
 
 NO_DECISION = "policy returned no decision"
 MALFORMED = "policy decision is malformed"
@@ -45,6 +46,12 @@ def canonical_input(policy_input: Mapping[str, Any]) -> bytes:
     Raises :class:`PolicyError` when the input is not plain JSON data (dicts, lists, strings,
     booleans, None, integers within ±2**53 and finite floats).
     """
+    try:
+        # The evidence canonicaliser is the fast path; it refuses floats, which only
+        # hand-written inputs (policy cases) carry, so those take the reference encoder.
+        return canonicalize(dict(policy_input))
+    except IntegrityError:
+        pass
     try:
         canonical: bytes = rfc8785.dumps(dict(policy_input))
     except (TypeError, ValueError, RecursionError) as exc:

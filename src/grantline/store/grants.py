@@ -12,12 +12,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from grantline.domain.errors import DependencyUnavailableError
-from grantline.domain.models import ActiveGrant, RequestId, parse_time
+from grantline.domain.models import ActiveGrant
 from grantline.store import keys
-
-
-def to_millis(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+from grantline.store.log import decode_active, to_millis
 
 
 class RedisGrants:
@@ -27,33 +24,14 @@ class RedisGrants:
         self._client = client
 
     async def active_for(self, subject: str, now: datetime) -> list[ActiveGrant]:
-        """Grants of ``subject`` that have not expired and are not revoked."""
+        """Grants of ``subject`` that have not expired and are not revoked: one range query."""
         try:
-            found = await self._client.zrangebyscore(
+            members = await self._client.zrangebyscore(
                 keys.active(subject), to_millis(now) + 1, "+inf"
             )
-            ids = [_text(raw) for raw in found if isinstance(raw, bytes | str)]
-            if not ids:
-                return []
-            pipe = self._client.pipeline(transaction=False)
-            for raw in ids:
-                pipe.hmget(keys.request(raw), "role", "target", "expires_at")
-            rows = await pipe.execute()
         except RedisError as exc:
             raise _unavailable(exc) from exc
-        grants = []
-        for raw, (role, target, expires) in zip(ids, rows, strict=True):
-            if role is None or target is None or expires is None:
-                continue
-            grants.append(
-                ActiveGrant(
-                    request_id=RequestId(raw),
-                    role=role.decode(),
-                    target=target.decode(),
-                    expires_at=parse_time(expires.decode()),
-                )
-            )
-        return grants
+        return [decode_active(m) for m in members if isinstance(m, bytes | str)]
 
     async def request(self, request_id: str) -> dict[str, str] | None:
         """The stored summary of a request, or None when there is no such request."""

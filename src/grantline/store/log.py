@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from grantline.domain.errors import DependencyUnavailableError
+from grantline.domain.models import ActiveGrant, RequestId, parse_time
 from grantline.evidence.chain import ChainHead
 from grantline.store import keys
 
@@ -42,10 +44,16 @@ while i <= #ARGV do
       redis.call('HSET', prefix .. ':req:' .. rid, unpack(args))
     end
     if e.active_add then
-      redis.call('ZADD', prefix .. ':active:' .. e.active_add.subject, e.active_add.until_ms, rid)
+      local key = prefix .. ':active:' .. e.active_add.subject
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', e.active_add.now_ms)
+      redis.call('ZADD', key, e.active_add.until_ms, e.active_add.member)
+      redis.call('HSET', prefix .. ':req:' .. rid, 'active_member', e.active_add.member)
     end
     if e.active_remove then
-      redis.call('ZREM', prefix .. ':active:' .. e.active_remove.subject, rid)
+      local member = redis.call('HGET', prefix .. ':req:' .. rid, 'active_member')
+      if member then
+        redis.call('ZREM', prefix .. ':active:' .. e.active_remove.subject, member)
+      end
     end
     if e.jti then redis.call('SET', prefix .. ':jti:' .. e.jti, rid) end
   end
@@ -58,12 +66,51 @@ return {1, ARGV[2]}
 
 
 @dataclass(frozen=True, slots=True)
+class ActiveAdd:
+    """A grant entering the subject's set of active grants (pruning ones expired by ``now``).
+
+    The set's members are the grants themselves, so reading a subject's active grants is one
+    range query, not one lookup per grant.
+    """
+
+    subject: str
+    grant: ActiveGrant
+    now: datetime
+
+    def encode(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "member": encode_active(self.grant),
+            "until_ms": to_millis(self.grant.expires_at),
+            "now_ms": to_millis(self.now),
+        }
+
+
+def encode_active(grant: ActiveGrant) -> str:
+    return json.dumps(grant.as_policy_input(), sort_keys=True, separators=(",", ":"))
+
+
+def decode_active(member: bytes | str) -> ActiveGrant:
+    fields = json.loads(member)
+    return ActiveGrant(
+        request_id=RequestId(fields["request_id"]),
+        role=fields["role"],
+        target=fields["target"],
+        expires_at=parse_time(fields["expires_at"]),
+    )
+
+
+def to_millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
 class Effects:
     """State changes that commit atomically with a record."""
 
     request: Mapping[str, str | int] = field(default_factory=dict)
-    active_add: tuple[str, int] | None = None  # (subject, until in Unix ms)
-    active_remove: str | None = None  # subject
+    active_add: ActiveAdd | None = None
+    active_remove: str | None = None  # the subject whose active grant this record ends
     jti: str | None = None
 
     def encode(self) -> str:
@@ -71,7 +118,7 @@ class Effects:
         if self.request:
             payload["request"] = dict(self.request)
         if self.active_add:
-            payload["active_add"] = {"subject": self.active_add[0], "until_ms": self.active_add[1]}
+            payload["active_add"] = self.active_add.encode()
         if self.active_remove:
             payload["active_remove"] = {"subject": self.active_remove}
         if self.jti:

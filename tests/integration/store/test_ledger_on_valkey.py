@@ -10,14 +10,15 @@ import pytest
 import redis.asyncio as aioredis
 
 from grantline.domain.errors import DependencyUnavailableError
+from grantline.domain.models import ActiveGrant, RequestId
 from grantline.evidence.chain import ChainHead, seal_next
 from grantline.evidence.checkpoint import make_checkpoint
 from grantline.evidence.signer import LocalEd25519Signer
 from grantline.evidence.verify import verify_export
 from grantline.store.connection import StoreSettings, connect
-from grantline.store.grants import RedisGrants, to_millis
+from grantline.store.grants import RedisGrants
 from grantline.store.ledger import Draft, Ledger
-from grantline.store.log import Effects, RedisLog, SealedEntry
+from grantline.store.log import ActiveAdd, Effects, RedisLog, SealedEntry
 
 pytestmark = pytest.mark.integration
 
@@ -111,22 +112,17 @@ async def test_a_stale_head_is_refused_and_the_real_head_reported(client: aiored
 async def test_state_effects_commit_with_their_record(client: aioredis.Redis) -> None:
     ledger, grants = Ledger(RedisLog(client), SIGNER), RedisGrants(client)
     until = NOW + timedelta(minutes=10)
+    grant = ActiveGrant(RequestId("req-1"), "deployer", "k8s://prod", until)
     issued = Effects(
-        request={
-            "status": "issued",
-            "role": "deployer",
-            "target": "k8s://prod",
-            "expires_at": "2026-11-23T10:10:00.000Z",
-            "subject": "svc",
-        },
-        active_add=("svc", to_millis(until)),
+        request={"status": "issued", "subject": "svc"},
+        active_add=ActiveAdd("svc", grant, NOW),
         jti="token-1",
     )
     await ledger.append([draft("req-1", "issued", issued)])
     assert (await grants.request("req-1") or {})["status"] == "issued"
     assert await grants.request_for_token("token-1") == "req-1"
     active = await grants.active_for("svc", NOW)
-    assert [(g.request_id, g.role) for g in active] == [("req-1", "deployer")]
+    assert active == [grant]
     assert await grants.active_for("svc", until + timedelta(seconds=1)) == []
     await ledger.append(
         [draft("req-1", "revoked", Effects(request={"status": "revoked"}, active_remove="svc"))]
@@ -144,3 +140,12 @@ async def test_a_stopped_store_fails_fast_with_dependency_unavailable() -> None:
             await RedisGrants(client).active_for("svc", NOW)
     finally:
         await client.aclose()
+
+
+async def test_expired_grants_are_pruned_when_a_new_one_arrives(client: aioredis.Redis) -> None:
+    ledger = Ledger(RedisLog(client), SIGNER)
+    old = ActiveGrant(RequestId("old"), "r", "t", NOW - timedelta(seconds=1))
+    new = ActiveGrant(RequestId("new"), "r", "t", NOW + timedelta(minutes=1))
+    await ledger.append([draft("old", "issued", Effects(active_add=ActiveAdd("s", old, NOW)))])
+    await ledger.append([draft("new", "issued", Effects(active_add=ActiveAdd("s", new, NOW)))])
+    assert await client.zcard("{grantline}:active:s") == 1

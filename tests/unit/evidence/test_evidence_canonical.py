@@ -176,3 +176,25 @@ def test_canonical_bytes_match_rfc8785_and_reparse_to_the_same_canonical_bytes(v
     parsed, duplicates = parse_json(canonical)
     assert not duplicates
     assert canonicalize(parsed) == canonical
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_JSON_VALUES)
+def test_canonical_bytes_equal_the_rfc8785_reference_for_every_float_free_value(
+    value: object,
+) -> None:
+    try:
+        reference = rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError:
+        with pytest.raises(IntegrityError):
+            canonicalize(value)
+        return
+    assert canonicalize(value) == reference

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +177,37 @@ def test_a_jwks_file_issuer_with_an_rsa_key_verifies_rs256(tmp_path: Path) -> No
     )
     with pytest.raises(AuthenticationError, match="algorithm"):
         IdentityVerifier([issuer]).verify(downgraded)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.moment = datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return self.moment
+
+
+def test_a_remembered_token_is_refused_once_it_expires(dev: DevIssuer) -> None:
+    clock = _Clock()
+    verifier = IdentityVerifier([dev.trusted_issuer()], clock=clock)
+    token = dev.mint("svc", ttl_seconds=5)
+    assert verifier.verify(token).subject == "svc"
+    assert verifier.verify(token).subject == "svc"  # remembered
+    clock.moment += timedelta(seconds=5 + 31)
+    with pytest.raises(AuthenticationError, match="expired"):
+        verifier.verify(token)
+
+
+def test_a_remembered_token_is_verified_again_after_the_cache_lifetime(
+    dev: DevIssuer, tmp_path: Path
+) -> None:
+    clock = _Clock()
+    issuer = dev.trusted_issuer()
+    verifier = IdentityVerifier([issuer], clock=clock)
+    token = dev.mint("svc", ttl_seconds=3600)
+    verifier.verify(token)
+    issuer.jwks = {"keys": [LocalEd25519Signer.load_or_create(tmp_path / "new.pem").public_jwk()]}
+    issuer._keys = {}  # the issuer rotated its key away
+    clock.moment += timedelta(seconds=61)
+    with pytest.raises(AuthenticationError):
+        verifier.verify(token)
