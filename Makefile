@@ -26,7 +26,8 @@ typecheck: $(STAMP)
 test: lint typecheck  ## lint, type-check and run the whole test suite
 	$(BIN)/pytest
 
-bench: $(STAMP)  ## benchmarks: the broker beside its baselines, in one run
+bench: $(STAMP)  ## benchmarks: the broker beside its baselines, in one run (needs wrk)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/bench_policy.py
 	$(BIN)/python bench/bench_grants.py
 

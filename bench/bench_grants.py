@@ -2,9 +2,11 @@
 
 Starts ``grantline serve`` on its embedded defaults in a temporary home, then drives it with
 wrk (Debian's package): first the bare ``/healthz`` endpoint (same app, same middleware, no
-work), then ``POST /v1/access-requests`` for JWT grants, rotating over many caller identities
-so each request carries a real, verified identity token. Reports requests a second and
-p50/p90/p99 latency for both, and the ratio. Everything runs on loopback and stops by itself.
+work), then ``POST /v1/access-requests`` for JWT grants. Requests rotate over 512 workload
+identities (a fleet, each holding one or two live grants), each presenting a real identity
+token; the grants are one-second report-read JWTs, so the policy input stays realistic.
+Reports requests a second and p50/p90/p99 latency for both, and the ratio. Everything runs
+on loopback and stops by itself.
 
     python bench/bench_grants.py [--duration 15] [--connections 32] [--workers 2]
 """
@@ -24,6 +26,8 @@ from pathlib import Path
 
 import httpx
 
+from grantline.config import Settings, dev_issuer
+
 REPO = Path(__file__).resolve().parent.parent
 GRANTLINE = str(Path(sys.executable).parent / "grantline")
 SUBJECTS = 512
@@ -31,7 +35,7 @@ SUBJECTS = 512
 LUA = """
 tokens = {%(tokens)s}
 counter = 0
-body = '{"target": "s3://reports", "role": "report-read", "ttl_seconds": 2, "purpose": "bench"}'
+body = '{"target": "s3://reports", "role": "report-read", "ttl_seconds": 1, "purpose": "bench"}'
 request = function()
   counter = counter + 1
   local headers = {}
@@ -78,17 +82,9 @@ def start_broker(home: Path, port: int, workers: int) -> subprocess.Popen[bytes]
 
 
 def tokens(home: Path) -> list[str]:
-    env = {**os.environ, "GRANTLINE_HOME": str(home)}
-    return [
-        subprocess.run(
-            [GRANTLINE, "dev", "token", "--subject", f"spiffe://example.org/ns/batch/job-{i}"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        for i in range(SUBJECTS)
-    ]
+    """Identity tokens of SUBJECTS workloads, minted by the broker's dev issuer."""
+    issuer = dev_issuer(Settings(home=home))
+    return [issuer.mint(f"spiffe://example.org/ns/batch/job-{i}") for i in range(SUBJECTS)]
 
 
 def wrk(url: str, script: Path | None, duration: int, connections: int) -> dict[str, float]:

@@ -164,3 +164,23 @@ def test_load_public_keys_refuses_an_ed25519_key_with_a_bad_x(x: object) -> None
 def test_load_public_keys_refuses_a_document_without_a_keys_list(document: Any) -> None:
     with pytest.raises(ConfigError, match="keys"):
         load_public_keys(document)
+
+
+def test_a_jwks_key_marked_for_tokens_is_not_trusted_for_records() -> None:
+    from grantline.evidence.signer import (  # noqa: PLC0415
+        LOG_PURPOSE,
+        PURPOSE_MEMBER,
+        TOKEN_PURPOSE,
+        LocalEd25519Signer,
+        load_public_keys,
+    )
+
+    log_key = LocalEd25519Signer.from_seed(bytes(32))
+    token_key = LocalEd25519Signer.from_seed(bytes([1]) * 32)
+    jwks = {
+        "keys": [
+            {**token_key.public_jwk(), PURPOSE_MEMBER: TOKEN_PURPOSE},
+            {**log_key.public_jwk(), PURPOSE_MEMBER: LOG_PURPOSE},
+        ]
+    }
+    assert set(load_public_keys(jwks)) == {log_key.kid}
