@@ -170,8 +170,8 @@ def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with millisecond precision and a ``Z``: the one time format of records."""
     if moment.tzinfo is None:
         raise ValueError("naive datetimes are ambiguous; use an aware UTC datetime")
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # isoformat is several times faster than strftime, and this runs ~10 times per request.
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_time(text: str) -> datetime:
