@@ -24,7 +24,6 @@ from grantline.domain.errors import (
     ConflictError,
     ForbiddenError,
     GrantlineError,
-    InvalidRequestError,
     IssuanceError,
     NotFoundError,
 )
@@ -149,9 +148,7 @@ class Broker:
             credential = await self._mint_external(issuer, spec)
         else:
             credential = await issuer.mint(spec)
-            await self._ledger.append(
-                [requested, evaluated, self._issued(spec, identity, credential)]
-            )
+            await self._ledger.append([requested, evaluated, self._issued(spec, credential)])
         return RequestOutcome(request_id, Status.ISSUED, decision, credential.secret)
 
     def _issuer(self, request: AccessRequest) -> CredentialIssuer:
@@ -170,7 +167,7 @@ class Broker:
             await self._record_failure(spec.request_id, exc)
             raise
         try:
-            await self._ledger.append([self._issued(spec, None, credential)])
+            await self._ledger.append([self._issued(spec, credential)])
         except GrantlineError:
             # The caller must never hold a credential the log does not know of.
             await self._revoke_quietly(issuer, credential)
@@ -240,9 +237,7 @@ class Broker:
         }
         return Draft(request_id, Event.REQUESTED, now, data, Effects(request=state))
 
-    def _issued(
-        self, spec: GrantSpec, identity: Identity | None, credential: IssuedCredential
-    ) -> Draft:
+    def _issued(self, spec: GrantSpec, credential: IssuedCredential) -> Draft:
         handle = dict(credential.handle)
         state: dict[str, str | int] = {
             "status": Status.ISSUED.value,
@@ -312,14 +307,13 @@ class Broker:
     async def introspect(self, token: str) -> dict[str, Any]:
         """RFC 7662: active only for an unexpired token of ours whose grant is still issued."""
         claims = self._introspector.claims_of(token)
-        token_id = claims.get("jti") if claims else None
-        if not isinstance(token_id, str):
+        token_id = claims.get("jti") if claims is not None else None
+        if claims is None or not isinstance(token_id, str):
             return {"active": False}
         request_id = await self._grants.request_for_token(token_id)
         state = await self._grants.request(request_id) if request_id else None
         if state is None or self._effective_status(state) != Status.ISSUED.value:
             return {"active": False}
-        assert claims is not None  # noqa: S101 — narrowed above: token_id came from claims
         return {"active": True, "token_type": "Bearer", **dict(claims)}
 
     async def _readable_state(self, caller: Identity, request_id: str) -> dict[str, str]:
@@ -360,10 +354,3 @@ def _evaluated_data(decision: Decision) -> dict[str, Any]:
         "policy_digest": decision.policy_digest,
         "input_digest": decision.input_digest,
     }
-
-
-def validate_reason(reason: str) -> str:
-    text = reason.strip()
-    if not text:
-        raise InvalidRequestError("a reason is required")
-    return text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,7 +49,7 @@ class Ledger:
         self._log = log
         self._signer = signer
         self._head: ChainHead | None = None
-        self._queue: list[_Pending] = []
+        self._queue: deque[_Pending] = deque()
         self._writer: asyncio.Task[None] | None = None
 
     async def append(self, drafts: Sequence[Draft]) -> list[bytes]:
@@ -87,7 +88,7 @@ class Ledger:
         while self._queue and (
             not batch or size + len(self._queue[0].drafts) <= _MAX_BATCH_RECORDS
         ):
-            pending = self._queue.pop(0)
+            pending = self._queue.popleft()
             batch.append(pending)
             size += len(pending.drafts)
         return batch

@@ -181,10 +181,9 @@ class RedisLog:
         reply = await self._call(
             self._append(keys=[keys.LOG, keys.HEAD, keys.batch(batch_id)], args=args)
         )
+        # 1: appended now; 2: this batch was appended by an earlier try; 0: the head moved.
         status, head_raw = int(reply[0]), reply[1]
-        if status == 2:
-            return AppendOutcome(applied=True, head=_decode_head(head_raw))
-        return AppendOutcome(applied=status == 1, head=_decode_head(head_raw))
+        return AppendOutcome(applied=status in (1, 2), head=_decode_head(head_raw))
 
     async def read(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         """Up to ``limit`` records with seq > ``after``, oldest first."""
