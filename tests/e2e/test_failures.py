@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import Served, serve
+from tests.conftest import GRANTLINE, Served, serve
 
 from grantline.store.valkey import EmbeddedValkey
 
@@ -61,3 +62,17 @@ def test_an_issued_jwt_is_inactive_at_introspection_once_its_ttl_has_passed(
         assert client.post("/v1/introspect", json={"token": token}).json() == {"active": False}
         summary = client.get(f"/v1/access-requests/{issued['request_id']}").json()
     assert summary["status"] == "expired"
+
+
+def test_a_second_embedded_broker_on_the_same_home_refuses_to_start(broker: Served) -> None:
+    result = subprocess.run(
+        [GRANTLINE, "serve", "--port", "1"],
+        env=broker.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 4
+    assert "GRANTLINE_REDIS_URL" in result.stderr
+    assert httpx.get(f"{broker.url}/readyz").status_code == 200

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
 import secrets
 import signal
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 from urllib.parse import quote
 
 from grantline.domain.errors import ConfigError
@@ -62,6 +64,7 @@ class EmbeddedValkey:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._process: subprocess.Popen[bytes] | None = None
+        self._lock: IO[str] | None = None
         self._port = 0
         self._password = ""
 
@@ -76,6 +79,7 @@ class EmbeddedValkey:
             ConfigError: the server did not start; the message quotes its log.
         """
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock_directory()
         self._password = _secret(self.directory / "password")
         self._port = _free_port()
         config = self.directory / "valkey.conf"
@@ -92,6 +96,19 @@ class EmbeddedValkey:
             )
         self._wait_ready(log_path)
         return self.url
+
+    def _lock_directory(self) -> None:
+        # Two servers appending to one AOF would corrupt it: one embedded store per home.
+        handle = (self.directory / "lock").open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            handle.close()
+            raise ConfigError(
+                f"another broker already runs the embedded Valkey in {self.directory}; stop it, "
+                "or run replicas against one store with GRANTLINE_REDIS_URL"
+            ) from exc
+        self._lock = handle
 
     def _config(self) -> str:
         return "\n".join(
@@ -144,6 +161,7 @@ class EmbeddedValkey:
         """Stop the server gracefully (it flushes its AOF), killing it if it hangs."""
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
+            self._unlock()
             return
         process.terminate()
         try:
@@ -152,3 +170,9 @@ class EmbeddedValkey:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             process.wait(timeout=5)
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing releases the flock
+            self._lock = None
