@@ -24,6 +24,7 @@ from grantline.domain.errors import (
     ConflictError,
     ForbiddenError,
     GrantlineError,
+    InvalidRequestError,
     IssuanceError,
     NotFoundError,
 )
@@ -118,6 +119,7 @@ class Broker:
             DependencyUnavailableError: the store is down (nothing was issued).
             IssuanceError: the credential type is not available, or the issuer failed.
         """
+        issuer = self._issuer(request)
         now = self._clock.now()
         request_id = new_request_id(now)
         active = await self._grants.active_for(identity.subject, now)
@@ -133,7 +135,6 @@ class Broker:
         )
         if not decision.allow or decision.require_approval:
             return await self._deny(requested, evaluated, decision, now)
-        issuer = self._issuer(request)
         spec = GrantSpec(
             request_id=request_id,
             subject=identity.subject,
@@ -154,7 +155,7 @@ class Broker:
     def _issuer(self, request: AccessRequest) -> CredentialIssuer:
         issuer = self._issuers.get(request.credential_type.value)
         if issuer is None:
-            raise IssuanceError(
+            raise InvalidRequestError(
                 f"credential type {request.credential_type.value} is not configured on this broker",
                 code="credential_type_unavailable",
             )

@@ -213,3 +213,19 @@ def test_readiness_and_metrics_are_served(broker: Served) -> None:
     ask(broker, CI)
     metrics = httpx.get(f"{broker.url}/metrics").text
     assert 'route="/v1/access-requests",status="201"' in metrics
+
+
+def test_edge_inputs_get_precise_answers(broker: Served) -> None:
+    issued = ask(broker, CI).json()
+    with broker.client(CI) as client:
+        form = client.post("/v1/introspect", data={"token": issued["credential"]["token"]})
+        assert form.status_code == 200
+        assert form.json()["active"] is True
+        empty = client.post("/v1/introspect", data={})
+        assert empty.status_code == 422
+    vault = ask(broker, CI, credential_type="vault_token")
+    assert vault.status_code == 422
+    assert vault.json()["error"]["code"] == "credential_type_unavailable"
+    with broker.client(AUDITOR) as auditor:
+        huge = auditor.get("/v1/records", params={"after": 10**20})
+    assert huge.status_code == 422

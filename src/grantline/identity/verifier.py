@@ -15,13 +15,14 @@ from typing import Any
 import jwt
 
 from grantline.domain.clock import Clock, SystemClock
-from grantline.domain.errors import AuthenticationError, ConfigError
+from grantline.domain.errors import AuthenticationError, ConfigError, DependencyUnavailableError
 from grantline.domain.models import Identity
 from grantline.identity.issuers import TrustedIssuer, VerificationKey
 
 MAX_TOKEN_BYTES = 8192
 LEEWAY_SECONDS = 30
 CACHE_SECONDS = 60.0
+MAX_TIME_VALUE = 10**11  # seconds since 1970: past the year 5000
 CACHE_ENTRIES = 10_000
 _FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "crit"})
 _ACCEPTED_TYP = frozenset({"jwt", "at+jwt", "application/jwt"})
@@ -108,7 +109,9 @@ def _key_for(issuer: TrustedIssuer, header: Mapping[str, Any]) -> VerificationKe
     try:
         keys = issuer.keys()
     except ConfigError as exc:
-        raise AuthenticationError(f"keys of issuer {issuer.issuer} are unavailable") from exc
+        raise DependencyUnavailableError(
+            f"keys of issuer {issuer.issuer} are unavailable", code="issuer_keys_unavailable"
+        ) from exc
     kid = header.get("kid")
     if kid is None and len(keys) == 1:
         key = next(iter(keys.values()))
@@ -158,4 +161,9 @@ def _check_times(claims: Mapping[str, Any], now: float) -> None:
 
 
 def _is_time(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # Bounded so that float() cannot overflow on a huge integer from a trusted issuer.
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and -MAX_TIME_VALUE < value < MAX_TIME_VALUE
+    )

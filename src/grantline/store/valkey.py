@@ -83,7 +83,10 @@ class EmbeddedValkey:
         self._password = _secret(self.directory / "password")
         self._port = _free_port()
         config = self.directory / "valkey.conf"
-        config.write_text(self._config())
+        # It holds the password: created owner-only, never briefly readable by others.
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self._config())
         config.chmod(0o600)
         log_path = self.directory / "valkey.log"
         with log_path.open("ab") as log_file:

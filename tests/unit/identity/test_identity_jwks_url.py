@@ -9,7 +9,7 @@ import httpx
 import pytest
 import respx
 
-from grantline.domain.errors import AuthenticationError
+from grantline.domain.errors import AuthenticationError, DependencyUnavailableError
 from grantline.evidence.jws import encode_jwt
 from grantline.evidence.signer import LocalEd25519Signer
 from grantline.identity.issuers import TrustedIssuer
@@ -45,14 +45,15 @@ def test_keys_are_fetched_from_the_jwks_url_once_and_reused(tmp_path: Path) -> N
 
 
 @respx.mock
-def test_an_unreachable_jwks_url_refuses_callers_without_crashing(tmp_path: Path) -> None:
+def test_an_unreachable_jwks_url_is_a_dependency_failure_not_a_bad_token(tmp_path: Path) -> None:
     signer = LocalEd25519Signer.load_or_create(tmp_path / "idp.pem")
     respx.get(JWKS_URL).mock(side_effect=httpx.ConnectError("down"))
     verifier = IdentityVerifier(
         [TrustedIssuer(issuer="https://idp.example", audience="grantline", jwks_url=JWKS_URL)]
     )
-    with pytest.raises(AuthenticationError, match="unavailable"):
+    with pytest.raises(DependencyUnavailableError, match="unavailable") as caught:
         verifier.verify(token(signer))
+    assert caught.value.status == 503
 
 
 @respx.mock

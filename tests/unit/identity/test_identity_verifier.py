@@ -211,3 +211,11 @@ def test_a_remembered_token_is_verified_again_after_the_cache_lifetime(
     clock.moment += timedelta(seconds=61)
     with pytest.raises(AuthenticationError):
         verifier.verify(token)
+
+
+@pytest.mark.parametrize("exp", [10**400, -(10**400), 10**12])
+def test_an_absurd_exp_is_refused_as_malformed(
+    dev_key: LocalEd25519Signer, verifier: IdentityVerifier, exp: int
+) -> None:
+    with pytest.raises(AuthenticationError, match="malformed"):
+        verifier.verify(encode_jwt(claims(exp=exp), dev_key))

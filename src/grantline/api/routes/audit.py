@@ -22,7 +22,7 @@ NDJSON = "application/x-ndjson"
 async def records(
     request: Request,
     identity: Caller,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=2**53)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> Response:
     """Records with seq > ``after``, oldest first. ``Accept: application/x-ndjson`` gives the

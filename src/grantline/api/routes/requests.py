@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -75,11 +76,11 @@ async def introspect(request: Request, identity: Caller) -> JSONResponse:
 async def _token_from(request: Request) -> str:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/x-www-form-urlencoded"):
-        form = await request.form()
-        token = form.get("token")
-        if not isinstance(token, str) or not token:
-            raise InvalidRequestError("token: field required")
-        return token
+        body = (await request.body()).decode("utf-8", errors="replace")
+        tokens = parse_qs(body).get("token", [])
+        if len(tokens) != 1 or not tokens[0]:
+            raise InvalidRequestError("token: exactly one non-empty token field required")
+        return tokens[0]
     try:
         raw = await request.json()
     except ValueError as exc:
