@@ -11,7 +11,6 @@ No credential ever leaves without its durable ``issued`` record.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -42,22 +41,15 @@ from grantline.domain.models import (
     parse_time,
 )
 from grantline.domain.policy_input import build_policy_input, json_safe
+from grantline.evidence.canonical import canonicalize
 from grantline.issuers.base import CredentialIssuer, GrantSpec
+from grantline.policy.engine import PolicyEngine, digest_of
 from grantline.store.ledger import Draft
 from grantline.store.log import ActiveAdd, Effects
 
 log = logging.getLogger(__name__)
 
 AUDITORS = "auditors"
-
-
-class PolicyEngine(Protocol):
-    @property
-    def digest(self) -> str: ...
-
-    def evaluate(self, policy_input: Mapping[str, Any]) -> Decision: ...
-
-    def group_members(self, group: str) -> frozenset[str]: ...
 
 
 class Ledger(Protocol):
@@ -125,7 +117,7 @@ class Broker:
         active = await self._grants.active_for(identity.subject, now)
         policy_input = build_policy_input(identity, request, active, now)
         decision = self._policy.evaluate(policy_input)
-        requested = self._requested(request_id, identity, request, now)
+        requested = _requested(request_id, policy_input, now)
         evaluated = Draft(
             request_id,
             Event.EVALUATED,
@@ -215,29 +207,6 @@ class Broker:
         await self._ledger.append([requested, evaluated, denied])
         return RequestOutcome(RequestId(requested.request_id), Status.DENIED, decision)
 
-    def _requested(
-        self, request_id: RequestId, identity: Identity, request: AccessRequest, now: datetime
-    ) -> Draft:
-        claims = json.dumps(json_safe(dict(identity.claims)), sort_keys=True).encode()
-        data = {
-            "identity": {
-                "subject": identity.subject,
-                "issuer": identity.issuer,
-                "claims_sha256": "sha256:" + hashlib.sha256(claims).hexdigest(),
-            },
-            "request": json_safe(request.as_policy_request()),
-        }
-        state = {
-            "subject": identity.subject,
-            "issuer": identity.issuer,
-            "role": request.role,
-            "target": request.target,
-            "credential_type": request.credential_type.value,
-            "ttl_seconds": request.ttl.seconds,
-            "created_at": format_time(now),
-        }
-        return Draft(request_id, Event.REQUESTED, now, data, Effects(request=state))
-
     def _issued(self, spec: GrantSpec, credential: IssuedCredential) -> Draft:
         handle = dict(credential.handle)
         state: dict[str, str | int] = {
@@ -277,9 +246,16 @@ class Broker:
         return await self._log.lineage(request_id)
 
     async def records(self, caller: Identity, after: int, limit: int) -> list[tuple[int, bytes]]:
-        if caller.subject not in self._policy.group_members(AUDITORS):
-            raise ForbiddenError("only auditors may read the whole log")
+        self.require_auditor(caller, "read the whole log")
         return await self._log.read(after, limit)
+
+    def is_auditor(self, caller: Identity) -> bool:
+        return caller.subject in self._policy.group_members(AUDITORS)
+
+    def require_auditor(self, caller: Identity, action: str) -> None:
+        """Raises ForbiddenError unless ``caller`` is in ``data.grantline.groups.auditors``."""
+        if not self.is_auditor(caller):
+            raise ForbiddenError(f"only auditors may {action}")
 
     async def revoke(self, caller: Identity, request_id: str, reason: str) -> dict[str, Any]:
         """Revoke at the issuer, then record who did it and why. Revoking twice is harmless."""
@@ -321,9 +297,7 @@ class Broker:
         state = await self._grants.request(request_id)
         if state is None:
             raise NotFoundError(f"no request {request_id}")
-        if state.get("subject") != caller.subject and caller.subject not in (
-            self._policy.group_members(AUDITORS)
-        ):
+        if state.get("subject") != caller.subject and not self.is_auditor(caller):
             # Same answer as for a missing request: ids of others' requests are not disclosed.
             raise NotFoundError(f"no request {request_id}")
         return state
@@ -334,6 +308,29 @@ class Broker:
         if status == Status.ISSUED.value and expires and parse_time(expires) <= self._clock.now():
             return Status.EXPIRED.value
         return status
+
+
+def _requested(request_id: RequestId, policy_input: Mapping[str, Any], now: datetime) -> Draft:
+    """The ``requested`` record, built from the policy input so both describe the same request."""
+    identity, request = policy_input["identity"], policy_input["request"]
+    data = {
+        "identity": {
+            "subject": identity["subject"],
+            "issuer": identity["issuer"],
+            "claims_sha256": digest_of(canonicalize(identity["claims"])),
+        },
+        "request": request,
+    }
+    state = {
+        "subject": identity["subject"],
+        "issuer": identity["issuer"],
+        "role": request["role"],
+        "target": request["target"],
+        "credential_type": request["credential_type"],
+        "ttl_seconds": request["ttl_seconds"],
+        "created_at": format_time(now),
+    }
+    return Draft(request_id, Event.REQUESTED, now, data, Effects(request=state))
 
 
 def _evaluated_state(decision: Decision) -> dict[str, str | int]:

@@ -39,6 +39,10 @@ class PolicyEngine(Protocol):
         """Whether the engine can decide right now."""
         ...
 
+    def group_members(self, group: str) -> frozenset[str]:
+        """Subjects of ``data.grantline.groups[group]`` in the policy data (empty if none)."""
+        ...
+
 
 def canonical_input(policy_input: Mapping[str, Any]) -> bytes:
     """The RFC 8785 canonical JSON of ``policy_input``.

@@ -1,4 +1,8 @@
-"""Key names in Redis. One hash tag keeps every key on one Cluster slot, so scripts stay atomic."""
+"""Key names in Redis. One hash tag keeps every key on one Cluster slot, so scripts stay atomic.
+
+The append script in ``log.py`` builds the per-request names from ``PREFIX`` the same way;
+change them together.
+"""
 
 from __future__ import annotations
 

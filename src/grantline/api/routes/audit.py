@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from grantline.api.auth import caller, runtime_of
-from grantline.domain.errors import ForbiddenError
 from grantline.domain.models import Identity
 from grantline.evidence.checkpoint import make_checkpoint
 
@@ -41,8 +40,7 @@ async def records(
 async def checkpoint(request: Request, identity: Caller) -> Response:
     """A checkpoint over the current head, signed with the log key (one JSON line)."""
     runtime = runtime_of(request)
-    if identity.subject not in runtime.policy.group_members("auditors"):
-        raise ForbiddenError("only auditors may read checkpoints")
+    runtime.broker.require_auditor(identity, "read checkpoints")
     head = await runtime.log.head()
     line = make_checkpoint(
         head,
