@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import rfc8785
-from regopy import Input, Interpreter, LogLevel, NodeKind
+from regopy import Interpreter, LogLevel, NodeKind
+from regopy import rego_shared as _capi
 from regopy.rego_shared import rego_node_value
 
 from grantline.domain.errors import ConfigError, PolicyError
@@ -273,20 +274,55 @@ def _set_json_input(interpreter: Any, policy_input: Mapping[str, Any], canonical
 
 
 def _set_escaped_input(interpreter: Any, policy_input: Mapping[str, Any], canonical: bytes) -> None:
-    # Half the cost of parsing JSON text. regopy passes strings as C strings, which a NUL
+    # Half the cost of parsing JSON text. rego-cpp takes strings as C strings, which a NUL
     # would cut short and a quote would break out of in the output: pre-escaping them gives
     # exactly what rego-cpp stores when it parses the canonical JSON text.
-    interpreter.set_input(Input(_escape_strings(policy_input)))
+    handle = _capi.rego.regoNewInput()
+    try:
+        if _add_term(handle, policy_input) != _OK:
+            raise PolicyError("the policy engine refused the input")
+        _capi.rego_set_input(interpreter._impl, handle)
+    finally:
+        # rego-cpp copies the input when it is set, as regopy's own Input relies on.
+        _capi.rego.regoFreeInput(handle)
 
 
-def _escape_strings(value: Any) -> Any:
-    if isinstance(value, str):
-        return _escape(value)
-    if isinstance(value, Mapping):
-        return {_escape(k): _escape_strings(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_escape_strings(v) for v in value]
-    return value
+_OK = 0
+_lib = _capi.rego
+_SCALARS: dict[type, Callable[[Any, Any], int]] = {
+    bool: _lib.regoInputBoolean,
+    int: _lib.regoInputInt,
+    float: _lib.regoInputFloat,
+}
+
+
+def _add_term(handle: Any, value: Any) -> int:
+    """Push ``value`` onto a rego-cpp input under construction; nonzero when a call failed.
+
+    regopy's ``Input`` does the same through ABC checks and a buffer copy per string, which
+    costs more than the policy itself; the input here is already known to be JSON data.
+    """
+    kind = type(value)
+    if kind is str:
+        return int(_lib.regoInputString(handle, _escape(value).encode("utf-8")))
+    if kind is dict or isinstance(value, Mapping):
+        failed = 0
+        for key, item in value.items():
+            failed |= _lib.regoInputString(handle, _escape(key).encode("utf-8"))
+            failed |= _add_term(handle, item)
+            failed |= _lib.regoInputObjectItem(handle)
+        return int(failed | _lib.regoInputObject(handle, len(value)))
+    if kind is list or kind is tuple:
+        failed = 0
+        for item in value:
+            failed |= _add_term(handle, item)
+        return int(failed | _lib.regoInputArray(handle, len(value)))
+    if value is None:
+        return int(_lib.regoInputNull(handle))
+    scalar = _SCALARS.get(kind)
+    if scalar is not None:
+        return int(scalar(handle, value))
+    raise PolicyError(f"policy input holds a {kind.__name__}, which is not JSON data")
 
 
 def _escape(text: str) -> str:
