@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)  ## run the broker on its embedded defaults
+run: $(STAMP)  ## run the broker on its embedded defaults (a local OpenBao too)
 	$(BIN)/grantline serve
 
 lint: $(STAMP)

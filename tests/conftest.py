@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import hvac
 import pytest
 import redis
 
+from grantline.issuers.vault.devserver import DevOpenBao, prepare_for_grantline
 from grantline.store.valkey import EmbeddedValkey
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,6 +37,81 @@ def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedValkey]
     server.start()
     yield server
     server.stop()
+
+
+@dataclass
+class Bao:
+    """A real ``bao server -dev`` prepared like ``grantline serve`` prepares its own."""
+
+    server: DevOpenBao
+    broker_token: str
+    cache: EmbeddedValkey
+
+    @property
+    def addr(self) -> str:
+        return self.server.addr
+
+    def root(self) -> hvac.Client:
+        return self.server.root()
+
+    def broker_env(self) -> dict[str, str]:
+        return {"GRANTLINE_VAULT_ADDR": self.addr, "GRANTLINE_VAULT_TOKEN": self.broker_token}
+
+
+@pytest.fixture(scope="session")
+def cache_valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedValkey]:
+    """A second Valkey: the database whose users Vault's database engine creates."""
+    server = EmbeddedValkey(tmp_path_factory.mktemp("cache"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def start_bao(directory: Path, cache: EmbeddedValkey) -> Bao:
+    server = DevOpenBao(directory / "bao.log")
+    server.start()
+    root = server.root()
+    broker_token = prepare_for_grantline(root)
+    # vault_secret: dynamic read-only users on the cache Valkey, one per grant.
+    root.sys.enable_secrets_engine("database", path="database")
+    url = redis.Redis.from_url(cache.url).connection_pool.connection_kwargs
+    root.write_data(
+        "database/config/cache",
+        data={
+            "plugin_name": "valkey-database-plugin",
+            "host": "127.0.0.1",
+            "port": url["port"],
+            "username": "default",
+            "password": url["password"],
+            "allowed_roles": ["cache-read"],
+        },
+    )
+    root.write_data(
+        "database/roles/cache-read",
+        data={
+            "db_name": "cache",
+            "creation_statements": '["+@read", "+ping", "~*"]',
+            "default_ttl": "1h",
+            "max_ttl": "1h",
+        },
+    )
+    return Bao(server, broker_token, cache)
+
+
+@pytest.fixture(scope="session")
+def bao(tmp_path_factory: pytest.TempPathFactory, cache_valkey: EmbeddedValkey) -> Iterator[Bao]:
+    """An OpenBao shared by the tests that only mint and revoke."""
+    started = start_bao(tmp_path_factory.mktemp("bao"), cache_valkey)
+    yield started
+    started.server.stop()
+
+
+@pytest.fixture
+def own_bao(tmp_path: Path, cache_valkey: EmbeddedValkey) -> Iterator[Bao]:
+    """An OpenBao for one test, for those that reconcile against everything Vault holds."""
+    started = start_bao(tmp_path / "bao", cache_valkey)
+    yield started
+    started.server.stop()
 
 
 @pytest.fixture
@@ -103,6 +180,9 @@ def serve(
     env.update({"GRANTLINE_HOME": str(home), "GRANTLINE_URL": f"http://127.0.0.1:{port}"})
     if redis_url:
         env["GRANTLINE_REDIS_URL"] = redis_url
+    # Tests that want Vault pass its address; the others do not start a local OpenBao.
+    env["GRANTLINE_VAULT_DEV"] = "false"
+    env["GRANTLINE_RECONCILE_SECONDS"] = "0"
     env.update(extra_env or {})
     home.mkdir(parents=True, exist_ok=True)
     log = home / f"serve-{port}.log"

@@ -29,6 +29,7 @@ from grantline.domain.errors import (
 )
 from grantline.domain.ids import new_request_id
 from grantline.domain.models import (
+    IN_FORCE,
     AccessRequest,
     ActiveGrant,
     Decision,
@@ -44,12 +45,14 @@ from grantline.domain.policy_input import build_policy_input, json_safe
 from grantline.evidence.canonical import canonicalize
 from grantline.issuers.base import CredentialIssuer, GrantSpec
 from grantline.policy.engine import PolicyEngine, digest_of
+from grantline.store.keys import Index
 from grantline.store.ledger import Draft
-from grantline.store.log import ActiveAdd, Effects
+from grantline.store.log import ActiveAdd, Effects, to_millis
 
 log = logging.getLogger(__name__)
 
 AUDITORS = "auditors"
+OPERATORS = "operators"
 
 
 class Ledger(Protocol):
@@ -118,14 +121,22 @@ class Broker:
         policy_input = build_policy_input(identity, request, active, now)
         decision = self._policy.evaluate(policy_input)
         requested = _requested(request_id, policy_input, now)
+        allowed = decision.allow and not decision.require_approval
         evaluated = Draft(
             request_id,
             Event.EVALUATED,
             now,
             _evaluated_data(decision),
-            Effects(request=_evaluated_state(decision)),
+            Effects(
+                request=_evaluated_state(decision),
+                # Minted outside, the issuance comes in a later write: until it does, the
+                # reconciler watches for an allowed request that never got its credential.
+                index_add={Index.AWAITING_ISSUE: to_millis(now)}
+                if allowed and issuer.external
+                else {},
+            ),
         )
-        if not decision.allow or decision.require_approval:
+        if not allowed:
             return await self._deny(requested, evaluated, decision, now)
         spec = GrantSpec(
             request_id=request_id,
@@ -135,6 +146,7 @@ class Broker:
             ttl_seconds=request.ttl.seconds,
             now=now,
             actor=None,
+            issuer_config=self._issuer_config(request.role, decision),
         )
         if issuer.external:
             await self._ledger.append([requested, evaluated])
@@ -153,6 +165,14 @@ class Broker:
             )
         return issuer
 
+    def _issuer_config(self, role: str, decision: Decision) -> Mapping[str, Any]:
+        """The role's ``vault`` block, or the one the decision returned, which takes precedence."""
+        chosen = decision.extra.get("vault")
+        if isinstance(chosen, Mapping):
+            return chosen
+        configured = self._policy.role_config(role).get("vault")
+        return configured if isinstance(configured, Mapping) else {}
+
     async def _mint_external(self, issuer: CredentialIssuer, spec: GrantSpec) -> IssuedCredential:
         try:
             credential = await issuer.mint(spec)
@@ -169,7 +189,9 @@ class Broker:
 
     async def _record_failure(self, request_id: RequestId, exc: GrantlineError) -> None:
         data = {"code": exc.code, "message": exc.message}
-        effects = Effects(request={"status": Status.FAILED.value})
+        effects = Effects(
+            request={"status": Status.FAILED.value}, index_remove=(Index.AWAITING_ISSUE,)
+        )
         try:
             await self._ledger.append(
                 [Draft(request_id, Event.FAILED, self._clock.now(), data, effects)]
@@ -224,6 +246,8 @@ class Broker:
                 spec.now,
             ),
             jti=handle.get("jti"),
+            index_add={Index.LIVE: to_millis(credential.expires_at)},
+            index_remove=(Index.AWAITING_ISSUE,),
         )
         return Draft(
             spec.request_id, Event.ISSUED, self._clock.now(), credential.evidence(), effects
@@ -257,29 +281,80 @@ class Broker:
         if not self.is_auditor(caller):
             raise ForbiddenError(f"only auditors may {action}")
 
+    def require_operator(self, caller: Identity, action: str) -> None:
+        """Raises ForbiddenError unless ``caller`` is in ``data.grantline.groups.operators``."""
+        if caller.subject not in self._policy.group_members(OPERATORS):
+            raise ForbiddenError(f"only operators may {action}")
+
     async def revoke(self, caller: Identity, request_id: str, reason: str) -> dict[str, Any]:
-        """Revoke at the issuer, then record who did it and why. Revoking twice is harmless."""
+        """Revoke at the issuer, then record who did it and why. Revoking twice is harmless.
+
+        Raises:
+            IssuanceError: the issuer could not revoke (code ``revocation_pending``); the
+                failure is recorded and the grant stays in force until a retry succeeds.
+        """
         state = await self._readable_state(caller, request_id)
-        if state.get("status") == Status.REVOKED.value:
+        return await self.revoke_grant(request_id, state, by=caller.subject, reason=reason)
+
+    async def revoke_grant(
+        self,
+        request_id: str,
+        state: Mapping[str, str],
+        *,
+        by: str,
+        reason: str,
+        source: str = "api",
+    ) -> dict[str, Any]:
+        """Revoke a grant whose state was already read (the API after its access check, or
+        the reconciler retrying a pending revocation)."""
+        status = state.get("status")
+        if status == Status.REVOKED.value:
             return {"request_id": request_id, "status": Status.REVOKED.value, "already": True}
-        if state.get("status") != Status.ISSUED.value:
-            raise ConflictError(f"request {request_id} is {state.get('status')}: nothing to revoke")
+        if status not in IN_FORCE:
+            raise ConflictError(f"request {request_id} is {status}: nothing to revoke")
         issuer = self._issuers.get(state["credential_type"])
         if issuer is None:
             raise IssuanceError(f"credential type {state['credential_type']} is not configured")
-        await issuer.revoke(json.loads(state.get("handle", "{}")))
+        try:
+            await issuer.revoke(json.loads(state.get("handle", "{}")))
+        except IssuanceError as exc:
+            await self._record_revocation_failure(request_id, by, reason, source, exc)
+            raise IssuanceError(
+                f"{exc.message}. The grant stays in force and the revocation will be retried.",
+                code="revocation_pending",
+            ) from exc
         now = self._clock.now()
-        effects = Effects(
-            request={
-                "status": Status.REVOKED.value,
-                "revoked_at": format_time(now),
-                "revoked_by": caller.subject,
-            },
-            active_remove=state["subject"],
-        )
-        data = {"by": caller.subject, "reason": reason}
+        data = {"by": by, "reason": reason, "source": source}
+        effects = _ended(state, now, extra={"revoked_by": by})
         await self._ledger.append([Draft(request_id, Event.REVOKED, now, data, effects)])
         return {"request_id": request_id, "status": Status.REVOKED.value, "already": False}
+
+    async def _record_revocation_failure(
+        self, request_id: str, by: str, reason: str, source: str, exc: IssuanceError
+    ) -> None:
+        now = self._clock.now()
+        data = {
+            "by": by,
+            "reason": reason,
+            "source": source,
+            "error": {"code": exc.code, "message": exc.message},
+        }
+        effects = Effects(
+            request={
+                "status": Status.REVOCATION_PENDING.value,
+                "revocation_error": exc.message,
+                "revocation_requested_by": by,
+            },
+            index_add={Index.REVOKING: to_millis(now)},
+        )
+        await self._ledger.append([Draft(request_id, Event.REVOCATION_FAILED, now, data, effects)])
+
+    async def record_end(
+        self, request_id: str, state: Mapping[str, str], event: Event, data: Mapping[str, Any]
+    ) -> None:
+        """Record that a grant ended without the API: it expired, or its issuer dropped it."""
+        now = self._clock.now()
+        await self._ledger.append([Draft(request_id, event, now, data, _ended(state, now, event))])
 
     async def introspect(self, token: str) -> dict[str, Any]:
         """RFC 7662: active only for an unexpired token of ours whose grant is still issued."""
@@ -305,9 +380,25 @@ class Broker:
     def _effective_status(self, state: Mapping[str, str]) -> str:
         status = state.get("status", Status.FAILED.value)
         expires = state.get("expires_at")
-        if status == Status.ISSUED.value and expires and parse_time(expires) <= self._clock.now():
+        if status in IN_FORCE and expires and parse_time(expires) <= self._clock.now():
             return Status.EXPIRED.value
         return status
+
+
+def _ended(
+    state: Mapping[str, str],
+    now: datetime,
+    event: Event = Event.REVOKED,
+    extra: Mapping[str, str] | None = None,
+) -> Effects:
+    """A grant leaving force: out of the subject's active grants and the live work lists."""
+    status = Status.EXPIRED if event == Event.EXPIRED else Status.REVOKED
+    fields = {"status": status.value, f"{status.value}_at": format_time(now), **(extra or {})}
+    return Effects(
+        request=fields,
+        active_remove=state.get("subject"),
+        index_remove=(Index.LIVE, Index.REVOKING),
+    )
 
 
 def _requested(request_id: RequestId, policy_input: Mapping[str, Any], now: datetime) -> Draft:

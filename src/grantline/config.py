@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from grantline.broker import Broker
 from grantline.domain.clock import Clock, SystemClock
-from grantline.domain.errors import ConfigError
+from grantline.domain.errors import ConfigError, IssuanceError
 from grantline.evidence.signer import (
     LOG_PURPOSE,
     PURPOSE_MEMBER,
@@ -30,11 +30,19 @@ from grantline.evidence.signer import (
 from grantline.identity.dev_issuer import DevIssuer
 from grantline.identity.issuers import TrustedIssuer
 from grantline.identity.verifier import IdentityVerifier
+from grantline.issuers.base import CredentialIssuer
 from grantline.issuers.jwt import JwtIssuer
+from grantline.issuers.vault.client import VaultClient, VaultSettings
+from grantline.issuers.vault.pki import VaultPkiIssuer
+from grantline.issuers.vault.secret import VaultSecretIssuer
+from grantline.issuers.vault.token import VaultTokenIssuer
 from grantline.policy.embedded import EmbeddedRegoEngine
+from grantline.reconcile.alerts import Alerts
+from grantline.reconcile.reconciler import Reconciler, ReconcileSettings
 from grantline.store.connection import StoreSettings, check_persistence, connect
 from grantline.store.grants import RedisGrants
 from grantline.store.ledger import Ledger
+from grantline.store.lock import StoreLock
 from grantline.store.log import RedisLog
 
 log = logging.getLogger(__name__)
@@ -59,6 +67,25 @@ class Settings(BaseSettings):
     policy_reload_seconds: float = 2.0
     workers: int = 1
     log_level: str = "info"
+    # Vault / OpenBao: the broker's own access (a token, or AppRole role and secret ids).
+    vault_addr: str | None = Field(default=None, description="Vault/OpenBao address")
+    vault_token: str | None = Field(default=None, description="the broker's own Vault token")
+    vault_role_id: str | None = None
+    vault_secret_id: str | None = None
+    vault_approle_mount: str = "approle"
+    vault_token_role: str = "grantline"  # noqa: S105 — a token role's name
+    vault_timeout_seconds: float = 5.0
+    vault_dev: bool = Field(
+        default=True,
+        description="with no vault_addr, `serve` starts a local OpenBao dev server if bao exists",
+    )
+    # The reconciler.
+    reconcile_seconds: float = Field(default=30.0, description="0 turns the loop off")
+    reconcile_issue_delay_seconds: float = 60.0
+    reconcile_grace_seconds: float = 30.0
+    reconcile_revoke_orphans: bool = True
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
 
     @property
     def issuer_url(self) -> str:
@@ -127,6 +154,8 @@ class Runtime:
     log: RedisLog
     client: aioredis.Redis
     clock: Clock
+    reconciler: Reconciler
+    vault: VaultClient | None = None
 
     def jwks(self) -> dict[str, Any]:
         """Both public keys, each marked with its purpose so a verifier trusts only the log key."""
@@ -147,27 +176,78 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     client = connect(
         StoreSettings(settings.redis_url, socket_timeout=settings.store_timeout_seconds)
     )
+    vault = vault_client(settings)
     try:
         await check_persistence(client)
-        yield _assemble(settings, client)
+        if vault is not None:
+            await _login(vault)
+        yield _assemble(settings, client, vault)
     finally:
+        if vault is not None:
+            await vault.close()
         await client.aclose()
 
 
-def _assemble(settings: Settings, client: aioredis.Redis) -> Runtime:
+def vault_client(settings: Settings) -> VaultClient | None:
+    """The broker's Vault session, or None when no Vault is configured."""
+    if not settings.vault_addr:
+        return None
+    return VaultClient(
+        VaultSettings(
+            addr=settings.vault_addr,
+            token=settings.vault_token,
+            role_id=settings.vault_role_id,
+            secret_id=settings.vault_secret_id,
+            approle_mount=settings.vault_approle_mount,
+            token_role=settings.vault_token_role,
+            timeout_seconds=settings.vault_timeout_seconds,
+        )
+    )
+
+
+async def _login(vault: VaultClient) -> None:
+    try:
+        await vault.login()
+    except IssuanceError as exc:
+        # The broker still serves JWTs; Vault credentials fail with 503 until Vault answers.
+        log.error("Vault login failed, Vault credentials are unavailable: %s", exc.message)  # noqa: TRY400
+
+
+def _assemble(settings: Settings, client: aioredis.Redis, vault: VaultClient | None) -> Runtime:
     records_key, tokens_key = log_signer(settings), token_signer(settings)
     policy = EmbeddedRegoEngine(settings.policies)
     redis_log, grants = RedisLog(client), RedisGrants(client)
     clock = SystemClock()
     jwt_issuer = JwtIssuer(tokens_key, settings.issuer_url)
+    issuers: dict[str, CredentialIssuer] = {jwt_issuer.credential_type.value: jwt_issuer}
+    if vault is not None:
+        for issuer in (VaultTokenIssuer(vault), VaultPkiIssuer(vault), VaultSecretIssuer(vault)):
+            issuers[issuer.credential_type.value] = issuer
+    ledger = Ledger(redis_log, records_key)
     broker = Broker(
-        ledger=Ledger(redis_log, records_key),
+        ledger=ledger,
         grants=grants,
         log=redis_log,
         policy=policy,
-        issuers={jwt_issuer.credential_type.value: jwt_issuer},
+        issuers=issuers,
         introspector=jwt_issuer,
         clock=clock,
+    )
+    reconciler = Reconciler(
+        broker=broker,
+        grants=grants,
+        ledger=ledger,
+        issuers=issuers,
+        inventory=vault,
+        lock=StoreLock(client, "reconcile"),
+        alerts=Alerts(webhook_url=settings.webhook_url, webhook_secret=settings.webhook_secret),
+        clock=clock,
+        settings=ReconcileSettings(
+            issue_delay_seconds=settings.reconcile_issue_delay_seconds,
+            grace_seconds=settings.reconcile_grace_seconds,
+            revoke_orphans=settings.reconcile_revoke_orphans,
+            lock_seconds=max(1.0, min(settings.reconcile_seconds or 30.0, 30.0)),
+        ),
     )
     return Runtime(
         settings=settings,
@@ -180,6 +260,8 @@ def _assemble(settings: Settings, client: aioredis.Redis) -> Runtime:
         log=redis_log,
         client=client,
         clock=clock,
+        reconciler=reconciler,
+        vault=vault,
     )
 
 

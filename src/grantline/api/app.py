@@ -14,9 +14,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from grantline import __version__
 from grantline.api import errors, metrics
 from grantline.api.limits import BodySizeLimit
-from grantline.api.routes import audit, public, requests
+from grantline.api.routes import audit, operations, public, requests
 from grantline.config import Runtime, Settings, runtime
-from grantline.domain.errors import ConfigError
+from grantline.domain.errors import ConfigError, GrantlineError
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +29,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with runtime(settings) as built:
             app.state.runtime = built
-            reloader = asyncio.create_task(_reload_policies(built))
+            tasks = [asyncio.create_task(_reload_policies(built))]
+            if settings.reconcile_seconds > 0:
+                tasks.append(asyncio.create_task(_reconcile(built)))
+            if built.vault is not None:
+                tasks.append(asyncio.create_task(_renew_vault_token(built)))
             try:
                 yield
             finally:
-                reloader.cancel()
+                for task in tasks:
+                    task.cancel()
 
     app = FastAPI(
         title="Grantline",
@@ -45,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(requests.router)
     app.include_router(audit.router)
+    app.include_router(operations.router)
     app.include_router(public.router)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(_Metrics)
@@ -61,6 +67,29 @@ async def _reload_policies(built: Runtime) -> None:
             log.error(  # noqa: TRY400 — the message says it all; no traceback wanted
                 "policy reload failed, keeping the previous policy: %s", exc.message
             )
+
+
+async def _reconcile(built: Runtime) -> None:
+    while True:
+        await asyncio.sleep(built.settings.reconcile_seconds)
+        try:
+            report = await built.reconciler.run_once()
+        except GrantlineError as exc:
+            log.error("reconciliation pass failed: %s", exc.message)  # noqa: TRY400
+            continue
+        for problem in report.errors:
+            log.warning("reconciliation: %s", problem)
+
+
+async def _renew_vault_token(built: Runtime) -> None:
+    vault = built.vault
+    while vault is not None:
+        await asyncio.sleep(10)
+        try:
+            if await vault.renew_if_due(built.clock.now()):
+                log.info("renewed the broker's Vault token")
+        except GrantlineError as exc:
+            log.error("could not renew the broker's Vault token: %s", exc.message)  # noqa: TRY400
 
 
 class _Metrics:

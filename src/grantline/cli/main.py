@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from grantline import __version__
-from grantline.cli import audit, dev, exit_codes, policy, request, revoke, serve
+from grantline.cli import audit, dev, exit_codes, policy, reconcile, request, revoke, serve
 from grantline.domain.errors import ConfigError, DependencyUnavailableError, GrantlineError
 
 
@@ -15,12 +15,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="grantline",
         description="Just-in-time access broker for non-human identities.",
-        epilog="exit codes: 0 ok, 1 denied or failed tests, 2 integrity failure, "
-        "3 dependency unavailable, 4 usage or configuration error",
+        epilog="exit codes: 0 ok, 1 denied, failed tests or reconciler findings, "
+        "2 integrity failure, 3 dependency unavailable, 4 usage or configuration error",
     )
     parser.add_argument("--version", action="version", version=f"grantline {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve, dev, request, revoke, audit, policy):
+    for module in (serve, dev, request, revoke, reconcile, audit, policy):
         module.register(commands)
     return parser
 

@@ -12,6 +12,8 @@ import uvicorn
 
 from grantline.cli import exit_codes
 from grantline.config import Settings, dev_issuer, log_signer, token_signer
+from grantline.domain.errors import ConfigError
+from grantline.issuers.vault.devserver import DevOpenBao, bao_binary, prepare_for_grantline
 from grantline.store.valkey import EmbeddedValkey
 
 
@@ -45,12 +47,34 @@ def run(args: argparse.Namespace) -> int:
         valkey = EmbeddedValkey(settings.home.resolve() / "valkey")
         settings = settings.model_copy(update={"redis_url": valkey.start()})
         print(f"grantline: embedded Valkey started under {valkey.directory}", flush=True)
+    bao = None
     try:
+        if not settings.vault_addr and settings.vault_dev and bao_binary() is not None:
+            bao, settings = _start_dev_openbao(settings)
         _serve(settings)
     finally:
+        if bao is not None:
+            bao.stop()
         if valkey is not None:
             valkey.stop()
     return exit_codes.OK
+
+
+def _start_dev_openbao(settings: Settings) -> tuple[DevOpenBao, Settings]:
+    """A throwaway in-memory OpenBao, so that Vault credentials work with no set-up."""
+    bao = DevOpenBao(settings.home.resolve() / "openbao" / "bao.log")
+    try:
+        addr = bao.start()
+        broker_token = prepare_for_grantline(bao.root())
+    except Exception as exc:
+        bao.stop()
+        raise ConfigError(f"the local OpenBao dev server could not be prepared: {exc}") from exc
+    print(
+        f"grantline: local OpenBao dev server at {addr} (in memory: its credentials end with "
+        "it; set GRANTLINE_VAULT_ADDR for a real one, GRANTLINE_VAULT_DEV=false for none)",
+        flush=True,
+    )
+    return bao, settings.model_copy(update={"vault_addr": addr, "vault_token": broker_token})
 
 
 def _prepare_keys(settings: Settings) -> None:

@@ -24,9 +24,16 @@ class Status(enum.StrEnum):
     DENIED = "denied"
     APPROVED = "approved"
     ISSUED = "issued"
+    # Revocation failed at the issuer: the credential may still work, so the grant counts as
+    # active until a retry succeeds.
+    REVOCATION_PENDING = "revocation_pending"
     REVOKED = "revoked"
     EXPIRED = "expired"
     FAILED = "failed"
+
+
+# Statuses in which a credential may be alive and usable.
+IN_FORCE = frozenset({Status.ISSUED, Status.REVOCATION_PENDING})
 
 
 class Event(enum.StrEnum):
@@ -37,8 +44,10 @@ class Event(enum.StrEnum):
     DENIED = "denied"
     ISSUED = "issued"
     FAILED = "failed"
+    REVOCATION_FAILED = "revocation_failed"
     REVOKED = "revoked"
     EXPIRED = "expired"
+    RECONCILED = "reconciled"
 
 
 class CredentialType(enum.StrEnum):

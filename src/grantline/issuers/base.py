@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -21,6 +22,16 @@ class GrantSpec:
     ttl_seconds: int
     now: datetime
     actor: Mapping[str, Any] | None = None
+    # The role's issuer configuration (its ``vault`` block), after any override by the decision.
+    issuer_config: Mapping[str, Any] = field(default_factory=dict)
+
+
+class SourceState(enum.StrEnum):
+    """What the issuer itself says of a credential, for the reconciler."""
+
+    ALIVE = "alive"
+    GONE = "gone"
+    UNTRACKED = "untracked"  # the issuer keeps no state (a JWT): only the log knows
 
 
 class CredentialIssuer(Protocol):
@@ -41,5 +52,12 @@ class CredentialIssuer(Protocol):
         ...
 
     async def revoke(self, handle: Mapping[str, str]) -> None:
-        """Revoke at the source. Raises IssuanceError when the issuer fails."""
+        """Revoke at the source; a credential already gone counts as revoked.
+
+        Raises IssuanceError when the issuer fails.
+        """
+        ...
+
+    async def state_at_source(self, handle: Mapping[str, str]) -> SourceState:
+        """Whether the credential still lives at its issuer. Raises IssuanceError."""
         ...

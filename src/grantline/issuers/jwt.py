@@ -13,7 +13,7 @@ import jwt
 from grantline.domain.models import CredentialType, Fingerprint, IssuedCredential, format_time
 from grantline.evidence.jws import encode_jwt
 from grantline.evidence.signer import Signer
-from grantline.issuers.base import GrantSpec
+from grantline.issuers.base import GrantSpec, SourceState
 
 
 def fingerprint(token: str) -> Fingerprint:
@@ -78,3 +78,6 @@ class JwtIssuer:
     async def revoke(self, handle: Mapping[str, str]) -> None:
         # Nothing to do at the source: a JWT cannot be recalled, introspection refuses it.
         return None
+
+    async def state_at_source(self, handle: Mapping[str, str]) -> SourceState:
+        return SourceState.UNTRACKED

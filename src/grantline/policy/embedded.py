@@ -109,6 +109,12 @@ class EmbeddedRegoEngine:
             return frozenset()
         return frozenset(m for m in members if isinstance(m, str))
 
+    def role_config(self, role: str) -> Mapping[str, Any]:
+        config = self._active.bundle.data.get("grantline")
+        roles = config.get("roles") if isinstance(config, Mapping) else None
+        found = roles.get(role) if isinstance(roles, Mapping) else None
+        return found if isinstance(found, Mapping) else {}
+
     def ready(self) -> bool:
         """Whether the bundle in force still answers an empty input with a decision."""
         with self._lock:

@@ -43,6 +43,10 @@ class PolicyEngine(Protocol):
         """Subjects of ``data.grantline.groups[group]`` in the policy data (empty if none)."""
         ...
 
+    def role_config(self, role: str) -> Mapping[str, Any]:
+        """``data.grantline.roles[role]`` in the policy data (empty if there is none)."""
+        ...
+
 
 def canonical_input(policy_input: Mapping[str, Any]) -> bytes:
     """The RFC 8785 canonical JSON of ``policy_input``.

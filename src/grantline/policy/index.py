@@ -101,6 +101,29 @@ def check_roles(roles: Any) -> None:
             _non_empty_strings(types) and set(types) <= _CREDENTIAL_TYPES,
             f"{where}.credential_types must list some of {sorted(_CREDENTIAL_TYPES)}",
         )
+        _check_vault(role.get("vault"), types, where)
+
+
+def _check_vault(vault: Any, types: list[str], where: str) -> None:
+    """The shape of a role's vault block (issuers/vault/role.py). A role may have none: the
+    decision can name its Vault mapping instead, and minting fails clearly if neither does."""
+    if vault is None:
+        return
+    _require(isinstance(vault, dict), f"{where}.vault must be an object")
+    _require(
+        _non_empty_strings(vault.get("policies")) and "root" not in vault["policies"],
+        f"{where}.vault.policies must list Vault policies (never root)",
+    )
+    for key in ("secret_path", "pki_mount", "pki_role"):
+        value = vault.get(key)
+        _require(
+            value is None or (isinstance(value, str) and value.strip("/") != ""),
+            f"{where}.vault.{key} must be a non-empty string",
+        )
+    if "vault_secret" in types:
+        _require(vault.get("secret_path") is not None, f"{where}.vault needs a secret_path")
+    if "x509" in types:
+        _require(vault.get("pki_role") is not None, f"{where}.vault needs a pki_role")
 
 
 def _index_bindings(bindings: Any) -> tuple[dict[str, list[str]], dict[str, list[str]]]:

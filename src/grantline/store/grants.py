@@ -50,6 +50,18 @@ class RedisGrants:
             raise _unavailable(exc) from exc
         return None if raw is None else _text(raw)
 
+    async def indexed(
+        self, name: keys.Index, *, up_to: int | float = float("inf"), limit: int = 1000
+    ) -> list[tuple[str, int]]:
+        """Request ids in a work list with a score up to ``up_to``, lowest first, with scores."""
+        try:
+            scored: list[Any] = await self._client.zrangebyscore(
+                keys.index(name), "-inf", up_to, start=0, num=limit, withscores=True
+            )
+        except RedisError as exc:
+            raise _unavailable(exc) from exc
+        return [(_text(member), int(score)) for member, score in scored]
+
     async def ping(self) -> bool:
         try:
             return bool(await self._client.ping())

@@ -6,6 +6,8 @@ change them together.
 
 from __future__ import annotations
 
+import enum
+
 PREFIX = "{grantline}"
 
 LOG = f"{PREFIX}:log"
@@ -30,3 +32,19 @@ def active(subject: str) -> str:
 
 def jti(token_id: str) -> str:
     return f"{PREFIX}:jti:{token_id}"
+
+
+class Index(enum.StrEnum):
+    """The reconciler's work lists: sorted sets of request ids under ``{grantline}:index:``."""
+
+    AWAITING_ISSUE = "awaiting_issue"  # allowed, not yet issued; scored by decision time
+    LIVE = "live"  # issued, not yet revoked or expired; scored by expiry
+    REVOKING = "revoking"  # a revocation failed at the issuer; scored by the failure time
+
+
+def index(name: Index) -> str:
+    return f"{PREFIX}:index:{name.value}"
+
+
+def lock(name: str) -> str:
+    return f"{PREFIX}:lock:{name}"

@@ -56,6 +56,14 @@ while i <= #ARGV do
       end
     end
     if e.jti then redis.call('SET', prefix .. ':jti:' .. e.jti, rid) end
+    if e.zadd then
+      for name, score in pairs(e.zadd) do
+        redis.call('ZADD', prefix .. ':index:' .. name, score, rid)
+      end
+    end
+    if e.zrem then
+      for _, name in ipairs(e.zrem) do redis.call('ZREM', prefix .. ':index:' .. name, rid) end
+    end
   end
   i = i + 4
 end
@@ -112,6 +120,10 @@ class Effects:
     active_add: ActiveAdd | None = None
     active_remove: str | None = None  # the subject whose active grant this record ends
     jti: str | None = None
+    # Work lists the reconciler walks (keys.Index), each a sorted set of request ids: the
+    # request enters ``index_add`` lists with the given score and leaves ``index_remove`` ones.
+    index_add: Mapping[str, int] = field(default_factory=dict)
+    index_remove: tuple[str, ...] = ()
 
     def encode(self) -> str:
         payload: dict[str, Any] = {}
@@ -123,6 +135,10 @@ class Effects:
             payload["active_remove"] = {"subject": self.active_remove}
         if self.jti:
             payload["jti"] = self.jti
+        if self.index_add:
+            payload["zadd"] = dict(self.index_add)
+        if self.index_remove:
+            payload["zrem"] = list(self.index_remove)
         return json.dumps(payload) if payload else ""
 
 

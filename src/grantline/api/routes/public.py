@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from grantline.api.auth import runtime_of
 from grantline.api.metrics import render_metrics
+from grantline.reconcile.alerts import render_metrics as render_findings
 
 router = APIRouter()
 
@@ -45,7 +46,11 @@ async def readyz(request: Request) -> JSONResponse:
         "policy": runtime.policy.ready(),
     }
     status = 200 if all(checks.values()) else 503
-    return JSONResponse({"ready": status == 200, "checks": checks}, status_code=status)
+    body: dict[str, Any] = {"ready": status == 200, "checks": checks}
+    if runtime.vault is not None:
+        # Reported, not required: without Vault the broker still issues JWTs.
+        body["vault"] = await runtime.vault.healthy()
+    return JSONResponse(body, status_code=status)
 
 
 def _signer_works(request: Request) -> bool:
@@ -60,4 +65,5 @@ def _signer_works(request: Request) -> bool:
 
 @router.get("/metrics")
 async def metrics() -> PlainTextResponse:
-    return PlainTextResponse(render_metrics(), media_type="text/plain; version=0.0.4")
+    text = render_metrics() + render_findings()
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

@@ -1,0 +1,1 @@
+../../src/grantline/issuers/vault/broker-policy.hcl

