@@ -226,3 +226,18 @@ def broker(tmp_path: Path) -> Iterator[Served]:
     served = serve(tmp_path / "home")
     yield served
     served.stop()
+
+
+def export(served: Served, out: Path, auditor: str = "user:auditor") -> list[bytes]:
+    """``grantline audit export`` as an auditor; the exported lines."""
+    env = {**served.env, "GRANTLINE_TOKEN": served.token(auditor)}
+    cli(env, "audit", "export", "--out", str(out))
+    return out.read_bytes().splitlines()
+
+
+def verify(served: Served, path: Path) -> tuple[int, str]:
+    """``grantline audit verify`` against the served JWKS; exit code and output."""
+    jwks = served.home / "jwks.json"
+    jwks.write_text(httpx.get(f"{served.url}/.well-known/jwks.json").text)
+    result = cli(served.env, "audit", "verify", str(path), "--jwks", str(jwks), check=False)
+    return result.returncode, result.stdout + result.stderr

@@ -266,8 +266,14 @@ class Broker:
         return summary
 
     async def lineage(self, caller: Identity, request_id: str) -> list[bytes]:
-        await self._readable_state(caller, request_id)
-        return await self._log.lineage(request_id)
+        """The request's records. Auditors also see request ids known only from findings
+        (a credential found at an issuer for a request the broker never received)."""
+        if not self.is_auditor(caller):
+            await self._readable_state(caller, request_id)
+        lines = await self._log.lineage(request_id)
+        if not lines:
+            raise NotFoundError(f"no request {request_id}")
+        return lines
 
     async def records(self, caller: Identity, after: int, limit: int) -> list[tuple[int, bytes]]:
         self.require_auditor(caller, "read the whole log")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import Served, cli, serve
+from tests.conftest import Served, cli, export, serve, verify
 
 pytestmark = pytest.mark.e2e
 
@@ -22,19 +22,6 @@ def request_cli(served: Served, *args: str) -> dict[str, object]:
         env, "request", "--target", "postgres://orders-db", "--role", "db-read", *args, check=False
     )
     return {"code": result.returncode, **json.loads(result.stdout)}
-
-
-def export(served: Served, out: Path) -> list[bytes]:
-    env = {**served.env, "GRANTLINE_TOKEN": served.token(AUDITOR)}
-    cli(env, "audit", "export", "--out", str(out))
-    return out.read_bytes().splitlines()
-
-
-def verify(served: Served, path: Path) -> tuple[int, str]:
-    jwks = served.home / "jwks.json"
-    jwks.write_text(httpx.get(f"{served.url}/.well-known/jwks.json").text)
-    result = cli(served.env, "audit", "verify", str(path), "--jwks", str(jwks), check=False)
-    return result.returncode, result.stdout + result.stderr
 
 
 @pytest.fixture

@@ -160,7 +160,8 @@ class Reconciler:
             if expires_ms <= now_ms:
                 continue
             state = await self._grants.request(request_id)
-            if state is None or state.get("status") not in IN_FORCE:
+            # A pending revocation that took effect is the retry's to record (step 3).
+            if state is None or state.get("status") != Status.ISSUED.value:
                 continue
             if await self._source_state(state, report) != SourceState.GONE:
                 continue

@@ -16,6 +16,7 @@ import redis.exceptions
 import requests
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
+from tests.conftest import Bao
 
 from grantline.domain.errors import IssuanceError
 from grantline.domain.models import RequestId
@@ -24,7 +25,6 @@ from grantline.issuers.vault.client import META_REQUEST_ID, VaultClient, VaultSe
 from grantline.issuers.vault.pki import VaultPkiIssuer
 from grantline.issuers.vault.secret import VaultSecretIssuer
 from grantline.issuers.vault.token import VaultTokenIssuer
-from tests.conftest import Bao
 
 SUBJECT = "spiffe://example.org/ci-runner"
 
@@ -154,7 +154,7 @@ async def test_a_leased_secret_works_at_the_database_until_its_lease_is_revoked(
 
 
 async def test_a_role_without_a_vault_mapping_fails_with_a_clear_error(client: VaultClient) -> None:
-    with pytest.raises(IssuanceError, match="vault.policies") as raised:
+    with pytest.raises(IssuanceError, match=r"vault\.policies") as raised:
         await VaultTokenIssuer(client).mint(spec("vault-kv-read", {}))
     assert raised.value.code == "issuer_misconfigured"
     with pytest.raises(IssuanceError, match="secret_path"):

@@ -116,6 +116,12 @@ class DevOpenBao:
         self.stop()
         raise ConfigError(f"the OpenBao dev server did not answer within {_START_TIMEOUT:.0f} s")
 
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise ConfigError("the OpenBao dev server is not running")
+        return self._process.pid
+
     def root(self) -> hvac.Client:
         return hvac.Client(url=self.addr, token=self.root_token, timeout=10)
 
