@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from pydantic import Field
@@ -36,6 +36,7 @@ from grantline.issuers.vault.client import VaultClient, VaultSettings
 from grantline.issuers.vault.pki import VaultPkiIssuer
 from grantline.issuers.vault.secret import VaultSecretIssuer
 from grantline.issuers.vault.token import VaultTokenIssuer
+from grantline.issuers.vault.transit import TransitSigner
 from grantline.policy.embedded import EmbeddedRegoEngine
 from grantline.reconcile.alerts import Alerts
 from grantline.reconcile.reconciler import Reconciler, ReconcileSettings
@@ -79,6 +80,12 @@ class Settings(BaseSettings):
         default=True,
         description="with no vault_addr, `serve` starts a local OpenBao dev server if bao exists",
     )
+    signer: Literal["local", "transit"] = Field(
+        default="local", description="where the record and JWT signing keys live"
+    )
+    vault_transit_mount: str = "transit"
+    transit_log_key: str = "grantline-log"
+    transit_token_key: str = "grantline-token"  # noqa: S105 — a key's name in Vault
     # The reconciler.
     reconcile_seconds: float = Field(default=30.0, description="0 turns the loop off")
     reconcile_issue_delay_seconds: float = 60.0
@@ -159,9 +166,9 @@ class Runtime:
 
     def jwks(self) -> dict[str, Any]:
         """Both public keys, each marked with its purpose so a verifier trusts only the log key."""
-        token = {**self.token_signer.public_jwk(), PURPOSE_MEMBER: TOKEN_PURPOSE}
-        records = {**self.log_signer.public_jwk(), PURPOSE_MEMBER: LOG_PURPOSE}
-        return {"keys": [token, records]}
+        tokens = [{**k, PURPOSE_MEMBER: TOKEN_PURPOSE} for k in self.token_signer.public_jwks()]
+        records = [{**k, PURPOSE_MEMBER: LOG_PURPOSE} for k in self.log_signer.public_jwks()]
+        return {"keys": tokens + records}
 
 
 @asynccontextmanager
@@ -213,8 +220,21 @@ async def _login(vault: VaultClient) -> None:
         log.error("Vault login failed, Vault credentials are unavailable: %s", exc.message)  # noqa: TRY400
 
 
+def _signers(settings: Settings, vault: VaultClient | None) -> tuple[Signer, Signer]:
+    """The record and JWT signers: local key files, or keys held in Vault's Transit engine."""
+    if settings.signer == "local":
+        return log_signer(settings), token_signer(settings)
+    if vault is None:
+        raise ConfigError("GRANTLINE_SIGNER=transit needs Vault: set GRANTLINE_VAULT_ADDR")
+    mount = settings.vault_transit_mount
+    return (
+        TransitSigner(vault, settings.transit_log_key, mount=mount),
+        TransitSigner(vault, settings.transit_token_key, mount=mount),
+    )
+
+
 def _assemble(settings: Settings, client: aioredis.Redis, vault: VaultClient | None) -> Runtime:
-    records_key, tokens_key = log_signer(settings), token_signer(settings)
+    records_key, tokens_key = _signers(settings, vault)
     policy = EmbeddedRegoEngine(settings.policies)
     redis_log, grants = RedisLog(client), RedisGrants(client)
     clock = SystemClock()

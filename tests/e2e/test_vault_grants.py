@@ -201,3 +201,39 @@ def test_a_vault_type_the_broker_has_no_vault_for_is_a_422(broker: Served) -> No
     response = ask(broker, KV)
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "credential_type_unavailable"
+
+
+def test_with_transit_signing_a_key_rotation_keeps_the_whole_log_verifiable(
+    tmp_path: Path, redis_url: str, own_bao: Bao
+) -> None:
+    # One issuer URL for both runs: the restarted broker listens on another port.
+    env = {
+        **own_bao.broker_env(),
+        "GRANTLINE_SIGNER": "transit",
+        "GRANTLINE_PUBLIC_URL": "https://grantline.example.org",
+    }
+    jwt_body = {"target": "postgres://orders-db", "role": "db-read"}
+    first = serve(tmp_path / "home", redis_url=redis_url, extra_env=env)
+    try:
+        token = ask(first, jwt_body).json()["credential"]["token"]
+        with first.client(CI) as client:
+            introspected = client.post("/v1/introspect", data={"token": token}).json()
+        assert introspected["active"] is True
+    finally:
+        first.stop()
+
+    own_bao.root().write_data("transit/keys/grantline-log/rotate")
+    own_bao.root().write_data("transit/keys/grantline-token/rotate")
+    second = serve(tmp_path / "home", redis_url=redis_url, extra_env=env)
+    try:
+        assert ask(second, jwt_body).status_code == 201
+        jwks = httpx.get(f"{second.url}/.well-known/jwks.json").json()
+        assert len(jwks["keys"]) == 4  # two versions each of the token and the log key
+        # A JWT signed before the rotation is still recognised.
+        with second.client(CI) as client:
+            assert client.post("/v1/introspect", data={"token": token}).json()["active"]
+        assert export(second, tmp_path / "export.jsonl")
+        code, output = verify(second, tmp_path / "export.jsonl")
+        assert code == 0, output
+    finally:
+        second.stop()

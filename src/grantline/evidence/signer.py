@@ -29,7 +29,14 @@ ED25519_SEED_BYTES = 32
 
 
 class Signer(Protocol):
-    """Signs messages for the log. ``kid`` names the public key a verifier should use."""
+    """Signs messages for the log. ``kid`` names the public key a verifier should use.
+
+    ``blocking`` is true when signing waits on the network (a key held in Vault): callers
+    inside an event loop then sign on a worker thread.
+    """
+
+    @property
+    def blocking(self) -> bool: ...
 
     @property
     def kid(self) -> str: ...
@@ -42,9 +49,15 @@ class Signer(Protocol):
         """The public key as a JWK: kty, crv, x, kid, alg, use."""
         ...
 
+    def public_jwks(self) -> list[dict[str, str]]:
+        """Every public key this signer has signed with, the current one first."""
+        ...
+
 
 class LocalEd25519Signer:
     """An Ed25519 private key held in this process, usually loaded from a PEM file."""
+
+    blocking = False
 
     def __init__(self, private_key: Ed25519PrivateKey) -> None:
         self._key = private_key
@@ -81,6 +94,9 @@ class LocalEd25519Signer:
 
     def public_jwk(self) -> dict[str, str]:
         return public_jwk(self._public)
+
+    def public_jwks(self) -> list[dict[str, str]]:
+        return [public_jwk(self._public)]
 
 
 def _create_key_file(path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import Mapping
@@ -30,16 +31,20 @@ class JwtIssuer:
     def __init__(self, signer: Signer, issuer_url: str) -> None:
         self._signer = signer
         self._issuer_url = issuer_url
-        self._public_key = jwt.PyJWK(dict(signer.public_jwk())).key
+        self._public_keys = {k["kid"]: jwt.PyJWK(dict(k)).key for k in signer.public_jwks()}
 
     def claims_of(self, token: str) -> Mapping[str, Any] | None:
         """The claims of an unexpired JWT this broker signed, or None for anything else."""
         if len(token) > 16384:
             return None
         try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            key = self._public_keys.get(kid) if isinstance(kid, str) else None
+            if key is None:
+                return None
             claims: dict[str, Any] = jwt.decode(
                 token,
-                key=self._public_key,
+                key=key,
                 algorithms=["EdDSA"],
                 issuer=self._issuer_url,
                 options={"verify_aud": False, "require": ["exp", "jti"]},
@@ -65,7 +70,10 @@ class JwtIssuer:
         }
         if spec.actor:
             claims["act"] = dict(spec.actor)
-        token = encode_jwt(claims, self._signer)
+        if self._signer.blocking:
+            token = await asyncio.to_thread(encode_jwt, claims, self._signer)
+        else:
+            token = encode_jwt(claims, self._signer)
         return IssuedCredential(
             type=CredentialType.JWT,
             fingerprint=fingerprint(token),

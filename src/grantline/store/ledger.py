@@ -97,7 +97,10 @@ class Ledger:
         head = self._head if self._head is not None else await self._log.head()
         batch_id = secrets.token_hex(16)
         for _ in range(_MAX_CAS_ATTEMPTS):
-            entries, new_head = self._seal(head, drafts)
+            if self._signer.blocking:
+                entries, new_head = await asyncio.to_thread(self._seal, head, drafts)
+            else:
+                entries, new_head = self._seal(head, drafts)
             outcome = await self._log.compare_and_append(head, new_head, entries, batch_id)
             if outcome.applied:
                 self._head = new_head

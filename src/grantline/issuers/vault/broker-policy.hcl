@@ -48,3 +48,12 @@ path "pki/revoke" {
 path "pki/cert/*" {
   capabilities = ["read"]
 }
+
+# Only with GRANTLINE_SIGNER=transit: sign records and JWTs with keys that never leave Vault,
+# and read their public keys (every version, so older records keep verifying).
+path "transit/sign/grantline-*" {
+  capabilities = ["update"]
+}
+path "transit/keys/grantline-*" {
+  capabilities = ["read"]
+}

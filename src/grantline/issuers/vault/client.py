@@ -9,6 +9,7 @@ Every Vault failure becomes an :class:`IssuanceError` whose code says which kind
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -283,6 +284,33 @@ class VaultClient:
         if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
             return True
         return int(data["data"].get("revocation_time") or 0) > 0
+
+    # -- Transit (blocking: the signer calls these off the event loop) ------------------------
+
+    def transit_public_keys(self, mount: str, key: str) -> tuple[str, int, dict[int, str]]:
+        """The key's type, newest version and base64 public key of every version."""
+        try:
+            response = self._client.read(f"{mount}/keys/{key}")
+        except (hvac.exceptions.VaultError, requests.RequestException) as exc:
+            raise vault_error(exc, "read a Transit key") from exc
+        if not isinstance(response, dict):
+            raise IssuanceError(f"Vault has no Transit key {mount}/{key}", code="vault_rejected")
+        data = response["data"]
+        keys = {int(v): str(k["public_key"]) for v, k in data["keys"].items()}
+        return str(data["type"]), int(data["latest_version"]), keys
+
+    def transit_sign(self, mount: str, key: str, version: int, message: bytes) -> str:
+        """``vault:v<version>:<base64 signature>`` of ``message`` under that key version."""
+        try:
+            response = self._client.write_data(
+                f"{mount}/sign/{key}",
+                data={"input": base64.b64encode(message).decode("ascii"), "key_version": version},
+            )
+        except (hvac.exceptions.VaultError, requests.RequestException) as exc:
+            raise vault_error(exc, "sign with its Transit key") from exc
+        if not isinstance(response, dict):
+            raise IssuanceError("Vault returned no signature", code="vault_error")
+        return str(response["data"]["signature"])
 
     # -- plumbing ----------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import hvac
 import requests
@@ -29,6 +30,8 @@ _PR_SET_PDEATHSIG = 1
 BROKER_POLICY = "grantline-broker"
 TOKEN_ROLE = "grantline"  # noqa: S105 — a token role name
 PKI_ROLE = "workload"
+# Signing keys for GRANTLINE_SIGNER=transit (config.py names them the same way).
+TRANSIT_KEYS = ("grantline-log", "grantline-token")
 
 # The shipped roles' Vault policies (policies/data.json), granted to their grant tokens.
 ROLE_POLICIES = {
@@ -142,8 +145,9 @@ def prepare_for_grantline(root: hvac.Client, *, broker_token_ttl: str = "768h") 
     """Mount what the shipped roles use and return a least-privilege broker token.
 
     Creates the token role ``grantline``, a PKI mount with a root CA and the role
-    ``workload`` (SPIFFE IDs as URI SANs, leases on), the shipped roles' Vault policies and
-    the broker's policy from ``deploy/vault/grantline-broker.hcl``.
+    ``workload`` (SPIFFE IDs as URI SANs, leases on), Ed25519 Transit keys for records and
+    JWTs, the shipped roles' Vault policies and the broker's policy from
+    ``deploy/vault/grantline-broker.hcl``.
     """
     root.sys.create_or_update_policy(BROKER_POLICY, broker_policy_hcl())
     for name, hcl in ROLE_POLICIES.items():
@@ -158,8 +162,9 @@ def prepare_for_grantline(root: hvac.Client, *, broker_token_ttl: str = "768h") 
             "token_type": "service",
         },
     )
-    mounts = root.read("sys/mounts")
-    if not isinstance(mounts, dict) or "pki/" not in mounts.get("data", mounts):
+    response = root.read("sys/mounts")
+    mounts: dict[str, Any] = response.get("data", response) if isinstance(response, dict) else {}
+    if "pki/" not in mounts:
         root.sys.enable_secrets_engine("pki", path="pki", config={"max_lease_ttl": "720h"})
         root.write_data(
             "pki/root/generate/internal",
@@ -182,6 +187,10 @@ def prepare_for_grantline(root: hvac.Client, *, broker_token_ttl: str = "768h") 
             "max_ttl": "24h",
         },
     )
+    if "transit/" not in mounts:
+        root.sys.enable_secrets_engine("transit", path="transit")
+    for key in TRANSIT_KEYS:
+        root.write_data(f"transit/keys/{key}", data={"type": "ed25519"})
     created = root.auth.token.create(
         policies=[BROKER_POLICY],
         no_default_policy=True,
