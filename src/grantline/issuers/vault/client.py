@@ -233,7 +233,10 @@ class VaultClient:
         client = self._hvac(token)
         response = await self._run("read a secret", lambda: client.read(path))
         if not isinstance(response, dict):
-            raise IssuanceError(f"Vault returned nothing at {path}", code="vault_rejected")
+            raise IssuanceError(
+                f"Vault has nothing at {path}: is its secrets engine mounted and configured?",
+                code="vault_rejected",
+            )
         return response
 
     async def write_with(
