@@ -30,6 +30,7 @@ bench: $(STAMP)  ## benchmarks: the broker beside its baselines, in one run (nee
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/bench_policy.py
 	$(BIN)/python bench/bench_grants.py
+	$(BIN)/python bench/bench_vault.py
 
 clean:
 	rm -rf $(VENV) .grantline .pytest_cache .mypy_cache .ruff_cache

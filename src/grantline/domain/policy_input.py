@@ -25,10 +25,33 @@ def build_policy_input(
         "request": request.as_policy_request(),
         "active_grants": [
             grant.as_policy_input()
-            for grant in sorted(active_grants, key=lambda g: (g.expires_at, g.request_id))
+            for grant in sorted(
+                longest_per_role_and_target(active_grants),
+                key=lambda g: (g.expires_at, g.request_id),
+            )
         ],
         "now": format_time(now),
     }
+
+
+def longest_per_role_and_target(grants: Sequence[ActiveGrant]) -> list[ActiveGrant]:
+    """One grant per (role, target): the one that lasts longest (ties: the latest request).
+
+    A workload that asks for the same role again and again would otherwise carry every live
+    grant into each decision, and the cost of a decision grows with its input. What a policy
+    can ask of active grants — which roles on which targets are held, and until when — is
+    the same with or without the shorter duplicates.
+    """
+    kept: dict[tuple[str, str], ActiveGrant] = {}
+    for grant in grants:
+        key = (grant.role, grant.target)
+        held = kept.get(key)
+        if held is None or (grant.expires_at, grant.request_id) > (
+            held.expires_at,
+            held.request_id,
+        ):
+            kept[key] = grant
+    return list(kept.values())
 
 
 def _json_claims(claims: Any) -> dict[str, Any]:

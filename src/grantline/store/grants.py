@@ -24,14 +24,22 @@ class RedisGrants:
         self._client = client
 
     async def active_for(self, subject: str, now: datetime) -> list[ActiveGrant]:
-        """Grants of ``subject`` that have not expired and are not revoked: one range query."""
+        """The longest-lasting unexpired, unrevoked grant per (role, target) of ``subject``.
+
+        Two round trips: the pairs held, then the longest grant of each.
+        """
+        index = keys.active(subject)
         try:
-            members = await self._client.zrangebyscore(
-                keys.active(subject), to_millis(now) + 1, "+inf"
-            )
+            held: list[Any] = await self._client.zrangebyscore(index, to_millis(now) + 1, "+inf")
+            if not held:
+                return []
+            pipe = self._client.pipeline(transaction=False)
+            for pair in held:
+                pipe.zrevrange(f"{index}:{_text(pair)}", 0, 0)
+            tops = await pipe.execute()
         except RedisError as exc:
             raise _unavailable(exc) from exc
-        return [decode_active(m) for m in members if isinstance(m, bytes | str)]
+        return [decode_active(top[0]) for top in tops if top]
 
     async def request(self, request_id: str) -> dict[str, str] | None:
         """The stored summary of a request, or None when there is no such request."""

@@ -44,15 +44,31 @@ while i <= #ARGV do
       redis.call('HSET', prefix .. ':req:' .. rid, unpack(args))
     end
     if e.active_add then
-      local key = prefix .. ':active:' .. e.active_add.subject
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', e.active_add.now_ms)
-      redis.call('ZADD', key, e.active_add.until_ms, e.active_add.member)
-      redis.call('HSET', prefix .. ':req:' .. rid, 'active_member', e.active_add.member)
+      -- Per subject: an index of (role, target) keys scored by their longest expiry, and per
+      -- key the grants themselves, so a read costs one entry per role and target held.
+      local a = e.active_add
+      local index = prefix .. ':active:' .. a.subject
+      local held = index .. ':' .. a.key
+      redis.call('ZREMRANGEBYSCORE', index, '-inf', a.now_ms)
+      redis.call('ZREMRANGEBYSCORE', held, '-inf', a.now_ms)
+      redis.call('ZADD', held, a.until_ms, a.member)
+      redis.call('ZADD', index, 'GT', a.until_ms, a.key)
+      redis.call('HSET', prefix .. ':req:' .. rid, 'active_member', a.member, 'active_key', a.key)
     end
     if e.active_remove then
-      local member = redis.call('HGET', prefix .. ':req:' .. rid, 'active_member')
-      if member then
-        redis.call('ZREM', prefix .. ':active:' .. e.active_remove.subject, member)
+      local req = prefix .. ':req:' .. rid
+      local member = redis.call('HGET', req, 'active_member')
+      local key = redis.call('HGET', req, 'active_key')
+      local index = prefix .. ':active:' .. e.active_remove.subject
+      if member and key then
+        local held = index .. ':' .. key
+        redis.call('ZREM', held, member)
+        local top = redis.call('ZREVRANGE', held, 0, 0, 'WITHSCORES')
+        if #top == 0 then
+          redis.call('ZREM', index, key)
+        else
+          redis.call('ZADD', index, top[2], key)
+        end
       end
     end
     if e.jti then redis.call('SET', prefix .. ':jti:' .. e.jti, rid) end
@@ -75,10 +91,12 @@ return {1, ARGV[2]}
 
 @dataclass(frozen=True, slots=True)
 class ActiveAdd:
-    """A grant entering the subject's set of active grants (pruning ones expired by ``now``).
+    """A grant entering the subject's active grants (pruning ones expired by ``now``).
 
-    The set's members are the grants themselves, so reading a subject's active grants is one
-    range query, not one lookup per grant.
+    Per subject, an index of the (role, target) pairs held, scored by their longest expiry,
+    and per pair the grants themselves: reading a subject's active grants costs one entry per
+    pair held, however often the same role was granted again, and revoking the longest grant
+    of a pair falls back to the next one.
     """
 
     subject: str
@@ -88,10 +106,16 @@ class ActiveAdd:
     def encode(self) -> dict[str, Any]:
         return {
             "subject": self.subject,
+            "key": held_key(self.grant.role, self.grant.target),
             "member": encode_active(self.grant),
             "until_ms": to_millis(self.grant.expires_at),
             "now_ms": to_millis(self.now),
         }
+
+
+def held_key(role: str, target: str) -> str:
+    """The name of one (role, target) a subject may hold, under its active-grants index."""
+    return json.dumps([role, target], separators=(",", ":"))
 
 
 def encode_active(grant: ActiveGrant) -> str:

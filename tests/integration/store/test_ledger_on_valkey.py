@@ -149,3 +149,26 @@ async def test_expired_grants_are_pruned_when_a_new_one_arrives(client: aioredis
     await ledger.append([draft("old", "issued", Effects(active_add=ActiveAdd("s", old, NOW)))])
     await ledger.append([draft("new", "issued", Effects(active_add=ActiveAdd("s", new, NOW)))])
     assert await client.zcard("{grantline}:active:s") == 1
+    assert await client.zcard('{grantline}:active:s:["r","t"]') == 1
+
+
+async def test_a_role_granted_again_and_again_reads_as_one_grant_until_each_is_revoked(
+    client: aioredis.Redis,
+) -> None:
+    ledger, grants = Ledger(RedisLog(client), SIGNER), RedisGrants(client)
+    lasting = [
+        ActiveGrant(RequestId(f"g{i}"), "db-read", "pg://x", NOW + timedelta(minutes=i))
+        for i in (5, 9, 2)
+    ]
+    other = ActiveGrant(RequestId("w"), "db-write", "pg://x", NOW + timedelta(minutes=1))
+    for grant in [*lasting, other]:
+        effects = Effects(active_add=ActiveAdd("s", grant, NOW))
+        await ledger.append([draft(grant.request_id, "issued", effects)])
+
+    assert sorted(await grants.active_for("s", NOW), key=lambda g: g.role) == [lasting[1], other]
+
+    await ledger.append([draft("g9", "revoked", Effects(active_remove="s"))])
+    assert lasting[0] in await grants.active_for("s", NOW)  # the next longest takes over
+    for request_id in ("g5", "g2"):
+        await ledger.append([draft(request_id, "revoked", Effects(active_remove="s"))])
+    assert await grants.active_for("s", NOW) == [other]

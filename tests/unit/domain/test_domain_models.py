@@ -81,6 +81,20 @@ def test_policy_input_has_the_contract_shape_with_broker_supplied_time_and_grant
     assert [g["request_id"] for g in built["active_grants"]] == ["a", "b"]
 
 
+def test_repeated_grants_of_one_role_on_one_target_reach_the_policy_once_the_longest() -> None:
+    grants = [
+        ActiveGrant(RequestId(f"r{i}"), "db-read", "postgres://x", NOW + timedelta(minutes=i))
+        for i in (3, 9, 1)
+    ]
+    grants.append(ActiveGrant(RequestId("w"), "db-write", "postgres://x", NOW))
+    request = AccessRequest(target="postgres://x", role="db-read", ttl=Ttl(60))
+
+    built = build_policy_input(Identity("s", "i"), request, grants, NOW)
+
+    held = {(g["role"], g["request_id"]) for g in built["active_grants"]}
+    assert held == {("db-read", "r9"), ("db-write", "w")}
+
+
 def test_every_exception_class_in_the_package_derives_from_the_root() -> None:
     offenders = []
     for module_info in pkgutil.walk_packages(grantline.__path__, "grantline."):
