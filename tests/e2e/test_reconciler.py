@@ -120,15 +120,29 @@ def test_a_token_revoked_directly_in_vault_is_recorded_as_revoked_by_the_reconci
 def test_expiry_is_recorded_without_a_finding_and_the_log_still_verifies(
     served: Served, tmp_path: Path
 ) -> None:
-    short = ask(served, KV, ttl=1)
-    jwt = ask(served, {"target": "postgres://orders-db", "role": "db-read"}, ttl=1)
+    grants = [
+        ask(served, KV, ttl=1),
+        ask(served, {"target": "postgres://orders-db", "role": "db-read"}, ttl=1),
+        ask(
+            served,
+            {"target": "mtls://payments", "role": "mtls-workload", "credential_type": "x509"},
+            ttl=1,
+        ),
+        ask(
+            served,
+            {"target": "valkey://cache", "role": "cache-read", "credential_type": "vault_secret"},
+            ttl=1,
+        ),
+    ]
     time.sleep(6.5)  # past the TTL and the reconciler's few seconds of grace for Vault
 
     report = reconcile(served)
 
     assert report["findings"] == {}
-    assert report["expired"] == 2
-    for grant in (short, jwt):
+    assert report["expired"] == 4
+    # Their grant tokens are retired with them: nothing is left to flag on the next pass.
+    assert reconcile(served)["findings"] == {}
+    for grant in grants:
         assert lineage(served, grant["request_id"])[-1]["event"] == "expired"
     assert export(served, tmp_path / "export.jsonl")
     code, output = verify(served, tmp_path / "export.jsonl")

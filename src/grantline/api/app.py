@@ -77,6 +77,10 @@ async def _reconcile(built: Runtime) -> None:
         except GrantlineError as exc:
             log.error("reconciliation pass failed: %s", exc.message)  # noqa: TRY400
             continue
+        except Exception:
+            # The loop must outlive any one bad pass.
+            log.exception("reconciliation pass failed")
+            continue
         for problem in report.errors:
             log.warning("reconciliation: %s", problem)
 
@@ -90,6 +94,8 @@ async def _renew_vault_token(built: Runtime) -> None:
                 log.info("renewed the broker's Vault token")
         except GrantlineError as exc:
             log.error("could not renew the broker's Vault token: %s", exc.message)  # noqa: TRY400
+        except Exception:
+            log.exception("could not renew the broker's Vault token")
 
 
 class _Metrics:

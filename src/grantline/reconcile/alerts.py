@@ -55,7 +55,8 @@ class Alerts:
             async with httpx.AsyncClient(timeout=self._timeout) as client:
                 response = await client.post(str(self._url), content=body, headers=headers)
                 response.raise_for_status()
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
+            # A failing webhook must never stop the reconciler; the log line above stands.
             log.error("alert webhook failed: %s", type(exc).__name__)  # noqa: TRY400
 
 

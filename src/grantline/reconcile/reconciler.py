@@ -44,6 +44,7 @@ from grantline.store.log import Effects, to_millis
 log = logging.getLogger(__name__)
 
 RECONCILER = "grantline:reconciler"
+_END_MARGIN_MS = 5_000
 
 
 class GrantTokenInventory(Protocol):
@@ -138,7 +139,19 @@ class Reconciler:
                 await self._drift(request_id, state, "expired", report)
             data = {"expires_at": state.get("expires_at"), "source": "reconciler"}
             await self._broker.record_end(request_id, state, Event.EXPIRED, data)
+            await self._retire_grant_token(state, report)
             report.expired += 1
+
+    async def _retire_grant_token(self, state: Mapping[str, str], report: PassReport) -> None:
+        # A secret's or certificate's grant token can outlive the lease or certificate it
+        # minted (their TTL may be capped lower); once the grant has ended it has no purpose.
+        accessor = json.loads(state.get("handle", "{}")).get("accessor")
+        if self._inventory is None or not isinstance(accessor, str):
+            return
+        try:
+            await self._inventory.revoke_accessor(accessor)
+        except GrantlineError as exc:
+            report.errors.append(f"could not retire a grant token: {exc.message}")
 
     async def _drift(
         self, request_id: str, state: Mapping[str, str], ended: str, report: PassReport
@@ -155,9 +168,10 @@ class Reconciler:
     # -- 2. live grants ----------------------------------------------------------------------
 
     async def _check_live(self, report: PassReport) -> None:
-        now_ms = to_millis(self._clock.now())
         for request_id, expires_ms in await self._grants.indexed(Index.LIVE):
-            if expires_ms <= now_ms:
+            # Near its end a credential may already be gone by Vault's clock (or its grant
+            # token's lease): that is expiry, for step 1 to record, not a revocation.
+            if expires_ms <= to_millis(self._clock.now()) + _END_MARGIN_MS:
                 continue
             state = await self._grants.request(request_id)
             # A pending revocation that took effect is the retry's to record (step 3).

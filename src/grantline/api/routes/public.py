@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -42,7 +43,7 @@ async def readyz(request: Request) -> JSONResponse:
     runtime = runtime_of(request)
     checks = {
         "store": await runtime.grants.ping(),
-        "signer": _signer_works(request),
+        "signer": await _signer_works(request),
         "policy": runtime.policy.ready(),
     }
     status = 200 if all(checks.values()) else 503
@@ -53,11 +54,19 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-def _signer_works(request: Request) -> bool:
+async def _signer_works(request: Request) -> bool:
     runtime = runtime_of(request)
-    try:
+
+    def probe() -> None:
         runtime.log_signer.sign(b"grantline/readiness\x00")
         runtime.token_signer.sign(b"grantline/readiness\x00")
+
+    try:
+        # A key held in Vault signs over the network: never on the event loop.
+        if runtime.log_signer.blocking or runtime.token_signer.blocking:
+            await asyncio.to_thread(probe)
+        else:
+            probe()
     except Exception:
         return False
     return True

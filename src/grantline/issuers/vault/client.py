@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +34,7 @@ META_REQUEST_ID = "grantline_request_id"
 META_SUBJECT = "grantline_subject"
 META_ROLE = "grantline_role"
 # Vault answers these for a token, accessor or lease that no longer exists.
-_GONE = ("bad token", "invalid accessor", "invalid lease", "lease not found", "not found")
+_GONE = ("bad token", "invalid accessor", "invalid lease", "lease not found")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ class TokenInfo:
     meta: Mapping[str, str]
     policies: tuple[str, ...]
     role: str = ""
+    orphan: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,7 @@ class VaultClient:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="vault")
         self._client = self._hvac(settings.token)
         self._renew_after: datetime | None = None
+        self._logged_in = False
 
     def _hvac(self, token: str | None) -> hvac.Client:
         return hvac.Client(
@@ -118,6 +121,7 @@ class VaultClient:
             self._client.token = auth["client_token"]
         me = await self._run("look up its own token", self._client.auth.token.lookup_self)
         self._schedule_renewal(me["data"])
+        self._logged_in = True
 
     async def renew_if_due(self, now: datetime) -> bool:
         """Renew the broker's token once half its TTL is gone; log in again when it cannot be.
@@ -125,6 +129,9 @@ class VaultClient:
         Returns True when something was renewed. Raises :class:`IssuanceError` when neither
         renewal nor a new login worked.
         """
+        if not self._logged_in:
+            await self.login()  # start-up could not reach Vault: try again
+            return True
         if self._renew_after is None or now < self._renew_after:
             return False
         try:
@@ -180,10 +187,24 @@ class VaultClient:
             )["auth"],
         )
         token, accessor = auth["client_token"], auth["accessor"]
-        info = await self.lookup_accessor(accessor)
+        try:
+            info = self._checked_new_token(await self.lookup_accessor(accessor))
+        except BaseException:
+            with contextlib.suppress(IssuanceError):
+                await self.revoke_accessor(accessor)
+            raise
+        return NewToken(token, info)
+
+    def _checked_new_token(self, info: TokenInfo | None) -> TokenInfo:
         if info is None:
             raise IssuanceError("Vault lost a token it had just created", code="vault_error")
-        return NewToken(token, info)
+        if not info.orphan:
+            # A child of the broker's token would die with it: refuse the role, not guess.
+            raise IssuanceError(
+                f"the token role {self.settings.token_role} must create orphan tokens",
+                code="issuer_misconfigured",
+            )
+        return info
 
     async def lookup_accessor(self, accessor: str) -> TokenInfo | None:
         """The token behind ``accessor``, or None when it is revoked or expired."""
@@ -278,15 +299,16 @@ class VaultClient:
             lambda: self._client.write_data(f"{mount}/revoke", data={"serial_number": serial}),
         )
 
-    async def certificate_revoked(self, mount: str, serial: str) -> bool:
-        """Whether the mount lists ``serial`` as revoked (an unknown serial counts as revoked)."""
+    async def read_certificate(self, mount: str, serial: str) -> Mapping[str, Any] | None:
+        """The mount's record of ``serial`` (PEM and revocation time), or None if unknown."""
         data = await self._run_or_gone(
             "read a certificate",
             lambda: self._client.read(f"{mount}/cert/{serial}"),
         )
         if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
-            return True
-        return int(data["data"].get("revocation_time") or 0) > 0
+            return None
+        record: Mapping[str, Any] = data["data"]
+        return record
 
     # -- Transit (blocking: the signer calls these off the event loop) ------------------------
 
@@ -380,4 +402,5 @@ def _token_info(data: Mapping[str, Any]) -> TokenInfo:
         meta={str(k): str(v) for k, v in (data.get("meta") or {}).items()},
         policies=tuple(str(p) for p in data.get("policies") or ()),
         role=str(data.get("role") or ""),
+        orphan=bool(data.get("orphan")),
     )

@@ -50,8 +50,8 @@ class VaultPkiIssuer:
             )
             data: Mapping[str, Any] = response.get("data") or {}
             certificate = _certificate(data)
-        serial = str(data["serial_number"])
-        expires_at = datetime.fromtimestamp(int(data["expiration"]), UTC)
+            serial = str(data["serial_number"])
+            expires_at = certificate.not_valid_after_utc
         handle = {"accessor": token.info.accessor, "serial": serial, "pki_mount": role.pki_mount}
         lease_id = response.get("lease_id")
         if isinstance(lease_id, str) and lease_id:
@@ -80,8 +80,13 @@ class VaultPkiIssuer:
         await self._client.revoke_accessor(handle["accessor"])
 
     async def state_at_source(self, handle: Mapping[str, str]) -> SourceState:
-        revoked = await self._client.certificate_revoked(handle["pki_mount"], handle["serial"])
-        return SourceState.GONE if revoked else SourceState.ALIVE
+        """Alive while the mount knows the serial, has not revoked it and it has not expired."""
+        record = await self._client.read_certificate(handle["pki_mount"], handle["serial"])
+        if record is None or int(record.get("revocation_time") or 0) > 0:
+            return SourceState.GONE
+        certificate = _certificate({**record, "private_key": "", "serial_number": ""})
+        alive = certificate.not_valid_after_utc > datetime.now(UTC)
+        return SourceState.ALIVE if alive else SourceState.GONE
 
 
 def _issue_params(spec: GrantSpec) -> dict[str, Any]:
