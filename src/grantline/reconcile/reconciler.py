@@ -21,6 +21,7 @@ time.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import Counter
@@ -112,11 +113,22 @@ class Reconciler:
         self._alerts = alerts
         self._clock = clock
         self._settings = settings
+        self._running = asyncio.Lock()
 
     async def run_once(self) -> PassReport:
-        """One pass. Raises only when the store is down; issuer failures are reported."""
-        if not await self._lock.acquire(self._settings.lock_seconds):
+        """One pass. Raises only when the store is down; issuer failures are reported.
+
+        The store lock keeps other replicas out; the local lock keeps this process's loop
+        and an operator's ``/v1/reconcile`` from running passes at the same time.
+        """
+        if self._running.locked():
             return PassReport(ran=False)
+        async with self._running:
+            if not await self._lock.acquire(self._settings.lock_seconds):
+                return PassReport(ran=False)
+            return await self._pass()
+
+    async def _pass(self) -> PassReport:
         report = PassReport()
         await self._expire(report)
         await self._check_live(report)
