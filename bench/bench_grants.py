@@ -52,33 +52,43 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_broker(home: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+def start_broker(
+    home: Path,
+    port: int,
+    workers: int,
+    *,
+    extra_env: dict[str, str] | None = None,
+    log: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """``grantline serve`` in ``home`` on ``port``, once ready; its output goes to ``log``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRANTLINE_")}
-    env.update(GRANTLINE_HOME=str(home), GRANTLINE_LOG_LEVEL="warning")
-    process = subprocess.Popen(
-        [
-            GRANTLINE,
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--policies",
-            str(REPO / "policies"),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    env.update(GRANTLINE_HOME=str(home), GRANTLINE_LOG_LEVEL="warning", **(extra_env or {}))
+    with open(log or os.devnull, "ab") as out:
+        process = subprocess.Popen(
+            [
+                GRANTLINE,
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--policies",
+                str(REPO / "policies"),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                 return process
         except httpx.HTTPError:
             time.sleep(0.2)
     process.kill()
-    raise SystemExit("the broker did not become ready")
+    tail = log.read_text()[-2000:] if log else ""
+    raise SystemExit(f"the broker did not become ready\n{tail}")
 
 
 def tokens(home: Path) -> list[str]:

@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,12 +34,11 @@ from pathlib import Path
 import httpx
 import hvac
 import requests
+from bench_grants import free_port, start_broker  # run as a script: bench/ is on the path
 
 from grantline.config import Settings, dev_issuer
 from grantline.issuers.vault.devserver import DevOpenBao, prepare_for_grantline
 
-REPO = Path(__file__).resolve().parent.parent
-GRANTLINE = str(Path(sys.executable).parent / "grantline")
 SUBJECT = "spiffe://example.org/ci-runner"  # the only subject bound to vault-kv-read
 IDENTITY_TOKENS = 64
 WARM_UP_SECONDS = 2.0
@@ -76,52 +72,6 @@ class Result:
             return float("nan")
         ordered = sorted(self.latencies_ms)
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_broker(
-    home: Path, port: int, workers: int, *, vault_addr: str, vault_token: str, log: Path
-) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRANTLINE_")}
-    env.update(
-        GRANTLINE_HOME=str(home),
-        GRANTLINE_LOG_LEVEL="warning",
-        GRANTLINE_VAULT_ADDR=vault_addr,
-        GRANTLINE_VAULT_TOKEN=vault_token,
-        # The reconciler lists every token accessor: it would compete with the load.
-        GRANTLINE_RECONCILE_SECONDS="0",
-    )
-    with log.open("ab") as log_file:
-        process = subprocess.Popen(
-            [
-                GRANTLINE,
-                "serve",
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-                "--policies",
-                str(REPO / "policies"),
-            ],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit(f"the broker did not become ready:\n{log.read_text()[-2000:]}")
 
 
 def drive(make_call: Callable[[int], Call], seconds: float, connections: int) -> Result:
@@ -216,8 +166,12 @@ def main() -> int:
                 home,
                 port,
                 args.workers,
-                vault_addr=addr,
-                vault_token=broker_token,
+                extra_env={
+                    "GRANTLINE_VAULT_ADDR": addr,
+                    "GRANTLINE_VAULT_TOKEN": broker_token,
+                    # The reconciler lists every token accessor: it would compete with the load.
+                    "GRANTLINE_RECONCILE_SECONDS": "0",
+                },
                 log=Path(tmp) / "broker.log",
             )
             try:

@@ -80,7 +80,7 @@ def start_bao(directory: Path, cache: EmbeddedValkey) -> Bao:
         data={
             "plugin_name": "valkey-database-plugin",
             "host": "127.0.0.1",
-            "port": url["port"],
+            "port": cache.port,
             "username": "default",
             "password": url["password"],
             "allowed_roles": ["cache-read"],

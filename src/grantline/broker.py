@@ -322,7 +322,7 @@ class Broker:
         if issuer is None:
             raise IssuanceError(f"credential type {state['credential_type']} is not configured")
         try:
-            await issuer.revoke(json.loads(state.get("handle", "{}")))
+            await issuer.revoke(handle_of(state))
         except IssuanceError as exc:
             await self._record_revocation_failure(request_id, by, reason, source, exc)
             raise IssuanceError(
@@ -389,6 +389,12 @@ class Broker:
         if status in IN_FORCE and expires and parse_time(expires) <= self._clock.now():
             return Status.EXPIRED.value
         return status
+
+
+def handle_of(state: Mapping[str, str]) -> dict[str, str]:
+    """The revocation handle an ``issued`` record left in the request's state (empty if none)."""
+    handle: dict[str, str] = json.loads(state.get("handle", "{}"))
+    return handle
 
 
 def _ended(

@@ -131,7 +131,7 @@ def test_a_leased_database_user_works_until_the_grant_is_revoked(
     response = ask(vault_broker, CACHE)
     assert response.status_code == 201, response.text
     credential = response.json()["credential"]
-    port = redis.Redis.from_url(bao.cache.url).connection_pool.connection_kwargs["port"]
+    port = bao.cache.port
     login = {"port": port, **{k: credential["data"][k] for k in ("username", "password")}}
     assert redis.Redis(**login).ping() is True
     issued = lineage(vault_broker, response.json()["request_id"])[-1]["data"]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from grantline.domain.models import CredentialType, IssuedCredential, RequestId
+from grantline.domain.models import CredentialType, Fingerprint, IssuedCredential, RequestId
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,12 @@ class GrantSpec:
     actor: Mapping[str, Any] | None = None
     # The role's issuer configuration (its ``vault`` block), after any override by the decision.
     issuer_config: Mapping[str, Any] = field(default_factory=dict)
+
+
+def fingerprint(secret: bytes | str) -> Fingerprint:
+    """What records keep instead of a credential: the SHA-256 of its secret form."""
+    data = secret.encode("utf-8") if isinstance(secret, str) else secret
+    return Fingerprint("sha256:" + hashlib.sha256(data).hexdigest())
 
 
 class SourceState(enum.StrEnum):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
@@ -11,15 +10,10 @@ from typing import Any
 
 import jwt
 
-from grantline.domain.models import CredentialType, Fingerprint, IssuedCredential, format_time
+from grantline.domain.models import CredentialType, IssuedCredential, format_time
 from grantline.evidence.jws import encode_jwt
 from grantline.evidence.signer import Signer
-from grantline.issuers.base import GrantSpec, SourceState
-
-
-def fingerprint(token: str) -> Fingerprint:
-    """What records keep instead of the token: its SHA-256."""
-    return Fingerprint("sha256:" + hashlib.sha256(token.encode()).hexdigest())
+from grantline.issuers.base import GrantSpec, SourceState, fingerprint
 
 
 class JwtIssuer:

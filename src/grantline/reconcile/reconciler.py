@@ -22,15 +22,14 @@ time.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
-from grantline.broker import Broker
+from grantline.broker import Broker, handle_of
 from grantline.domain.clock import Clock
 from grantline.domain.errors import GrantlineError
 from grantline.domain.models import IN_FORCE, Event, Status
@@ -45,7 +44,8 @@ from grantline.store.log import Effects, to_millis
 log = logging.getLogger(__name__)
 
 RECONCILER = "grantline:reconciler"
-_END_MARGIN_MS = 5_000
+# How far Vault's clock (and a grant token's own expiry) may run ahead of a recorded expiry.
+_END_MARGIN = timedelta(seconds=5)
 
 
 class GrantTokenInventory(Protocol):
@@ -142,7 +142,8 @@ class Reconciler:
 
     async def _expire(self, report: PassReport) -> None:
         # A little grace, so that Vault's own expiry has run before drift is judged.
-        cutoff = self._clock.now() - timedelta(seconds=min(self._settings.grace_seconds, 5.0))
+        grace = min(timedelta(seconds=self._settings.grace_seconds), _END_MARGIN)
+        cutoff = self._clock.now() - grace
         for request_id, _ in await self._grants.indexed(Index.LIVE, up_to=to_millis(cutoff)):
             state = await self._grants.request(request_id)
             if state is None or state.get("status") not in IN_FORCE:
@@ -157,13 +158,10 @@ class Reconciler:
     async def _retire_grant_token(self, state: Mapping[str, str], report: PassReport) -> None:
         # A secret's or certificate's grant token can outlive the lease or certificate it
         # minted (their TTL may be capped lower); once the grant has ended it has no purpose.
-        accessor = json.loads(state.get("handle", "{}")).get("accessor")
-        if self._inventory is None or not isinstance(accessor, str):
-            return
-        try:
-            await self._inventory.revoke_accessor(accessor)
-        except GrantlineError as exc:
-            report.errors.append(f"could not retire a grant token: {exc.message}")
+        accessor = handle_of(state).get("accessor")
+        if self._inventory is not None and isinstance(accessor, str):
+            revoking = self._inventory.revoke_accessor(accessor)
+            await _attempt(revoking, report, "could not retire a grant token")
 
     async def _drift(
         self, request_id: str, state: Mapping[str, str], ended: str, report: PassReport
@@ -183,7 +181,7 @@ class Reconciler:
         for request_id, expires_ms in await self._grants.indexed(Index.LIVE):
             # Near its end a credential may already be gone by Vault's clock (or its grant
             # token's lease): that is expiry, for step 1 to record, not a revocation.
-            if expires_ms <= to_millis(self._clock.now()) + _END_MARGIN_MS:
+            if expires_ms <= to_millis(self._clock.now() + _END_MARGIN):
                 continue
             state = await self._grants.request(request_id)
             # A pending revocation that took effect is the retry's to record (step 3).
@@ -203,13 +201,8 @@ class Reconciler:
             state = await self._grants.request(request_id)
             if state is None or state.get("status") != Status.REVOCATION_PENDING.value:
                 continue
-            issuer = self._issuers.get(state.get("credential_type", ""))
-            if issuer is None:
-                continue
-            try:
-                await issuer.revoke(json.loads(state.get("handle", "{}")))
-            except GrantlineError as exc:
-                report.errors.append(f"{request_id}: revocation still failing: {exc.message}")
+            failure = f"{request_id}: revocation still failing"
+            if await self._revoke_handle(state, report, failure) != "revoked":
                 continue
             requested_by = state.get("revocation_requested_by", RECONCILER)
             data = {
@@ -218,7 +211,6 @@ class Reconciler:
                 "source": "reconciler",
             }
             await self._broker.record_end(request_id, state, Event.REVOKED, data)
-            report.revoked += 1
 
     # -- 4. allowed, never issued ------------------------------------------------------------
 
@@ -267,38 +259,33 @@ class Reconciler:
 
     # -- plumbing ----------------------------------------------------------------------------
 
+    def _issuer_of(self, state: Mapping[str, str]) -> CredentialIssuer | None:
+        return self._issuers.get(state.get("credential_type", ""))
+
     async def _source_state(self, state: Mapping[str, str], report: PassReport) -> SourceState:
-        issuer = self._issuers.get(state.get("credential_type", ""))
+        issuer = self._issuer_of(state)
         if issuer is None:
             return SourceState.UNTRACKED
         try:
-            return await issuer.state_at_source(json.loads(state.get("handle", "{}")))
+            return await issuer.state_at_source(handle_of(state))
         except GrantlineError as exc:
             report.errors.append(f"could not look up a credential: {exc.message}")
             return SourceState.UNTRACKED
 
-    async def _revoke_handle(self, state: Mapping[str, str], report: PassReport) -> str:
-        issuer = self._issuers.get(state.get("credential_type", ""))
+    async def _revoke_handle(
+        self, state: Mapping[str, str], report: PassReport, failure: str = "could not revoke"
+    ) -> str:
+        """Revoke a recorded credential at its issuer; the action, as findings name it."""
+        issuer = self._issuer_of(state)
         if issuer is None:
             return "none"
-        try:
-            await issuer.revoke(json.loads(state.get("handle", "{}")))
-        except GrantlineError as exc:
-            report.errors.append(f"could not revoke: {exc.message}")
-            return "revoke_failed"
-        report.revoked += 1
-        return "revoked"
+        return await _revoked(issuer.revoke(handle_of(state)), report, failure)
 
     async def _revoke_accessor(
         self, inventory: GrantTokenInventory, accessor: str, report: PassReport
     ) -> str:
-        try:
-            await inventory.revoke_accessor(accessor)
-        except GrantlineError as exc:
-            report.errors.append(f"could not revoke a grant token: {exc.message}")
-            return "revoke_failed"
-        report.revoked += 1
-        return "revoked"
+        revoking = inventory.revoke_accessor(accessor)
+        return await _revoked(revoking, report, "could not revoke a grant token")
 
     async def _finding(
         self,
@@ -326,9 +313,8 @@ def _inventory_finding(token: TokenInfo, state: Mapping[str, str] | None) -> tup
             "issuance_without_approval",
             "a grant token names a request the log does not know",
         )
-    handle = json.loads(state.get("handle", "{}")) if "handle" in state else {}
     status = state.get("status")
-    if handle.get("accessor") == token.accessor:
+    if handle_of(state).get("accessor") == token.accessor:
         if status in IN_FORCE:
             return None
         return ("alive_after_end", f"the grant token is alive although the grant is {status}")
@@ -336,3 +322,20 @@ def _inventory_finding(token: TokenInfo, state: Mapping[str, str] | None) -> tup
         "issuance_without_record",
         f"a grant token exists for a request that is {status} with no issued record of it",
     )
+
+
+async def _attempt(call: Awaitable[None], report: PassReport, failure: str) -> bool:
+    """Await an issuer call; a failure is reported, never raised (the pass goes on)."""
+    try:
+        await call
+    except GrantlineError as exc:
+        report.errors.append(f"{failure}: {exc.message}")
+        return False
+    return True
+
+
+async def _revoked(call: Awaitable[None], report: PassReport, failure: str) -> str:
+    if not await _attempt(call, report, failure):
+        return "revoke_failed"
+    report.revoked += 1
+    return "revoked"

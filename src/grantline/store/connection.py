@@ -84,3 +84,14 @@ async def _config_value(client: aioredis.Redis, name: str) -> str | None:
         return None
     value = reply.get(name)
     return None if value is None else str(value)
+
+
+def unavailable(exc: RedisError, what: str = "the store") -> DependencyUnavailableError:
+    """The error every store call raises when Redis fails: its kind, never its arguments."""
+    return DependencyUnavailableError(
+        f"{what} is unavailable: {type(exc).__name__}", code="store_unavailable"
+    )
+
+
+def as_text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw

@@ -11,9 +11,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from grantline.domain.errors import DependencyUnavailableError
 from grantline.domain.models import ActiveGrant
 from grantline.store import keys
+from grantline.store.connection import as_text, unavailable
 from grantline.store.log import decode_active, to_millis
 
 
@@ -35,10 +35,10 @@ class RedisGrants:
                 return []
             pipe = self._client.pipeline(transaction=False)
             for pair in held:
-                pipe.zrevrange(f"{index}:{_text(pair)}", 0, 0)
+                pipe.zrevrange(f"{index}:{as_text(pair)}", 0, 0)
             tops = await pipe.execute()
         except RedisError as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc, "the state store") from exc
         return [decode_active(top[0]) for top in tops if top]
 
     async def request(self, request_id: str) -> dict[str, str] | None:
@@ -46,7 +46,7 @@ class RedisGrants:
         try:
             raw: dict[Any, Any] = await self._client.hgetall(keys.request(request_id))
         except RedisError as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc, "the state store") from exc
         if not raw:
             return None
         return {k.decode(): v.decode() for k, v in raw.items()}
@@ -55,8 +55,8 @@ class RedisGrants:
         try:
             raw = await self._client.get(keys.jti(token_id))
         except RedisError as exc:
-            raise _unavailable(exc) from exc
-        return None if raw is None else _text(raw)
+            raise unavailable(exc, "the state store") from exc
+        return None if raw is None else as_text(raw)
 
     async def indexed(
         self, name: keys.Index, *, up_to: int | float = float("inf"), limit: int = 1000
@@ -67,21 +67,11 @@ class RedisGrants:
                 keys.index(name), "-inf", up_to, start=0, num=limit, withscores=True
             )
         except RedisError as exc:
-            raise _unavailable(exc) from exc
-        return [(_text(member), int(score)) for member, score in scored]
+            raise unavailable(exc, "the state store") from exc
+        return [(as_text(member), int(score)) for member, score in scored]
 
     async def ping(self) -> bool:
         try:
             return bool(await self._client.ping())
         except RedisError:
             return False
-
-
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
-
-
-def _unavailable(exc: RedisError) -> DependencyUnavailableError:
-    return DependencyUnavailableError(
-        f"the state store is unavailable: {type(exc).__name__}", code="store_unavailable"
-    )

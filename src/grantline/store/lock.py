@@ -7,8 +7,8 @@ import secrets
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from grantline.domain.errors import DependencyUnavailableError
 from grantline.store import keys
+from grantline.store.connection import as_text, unavailable
 
 
 class StoreLock:
@@ -26,8 +26,5 @@ class StoreLock:
                 return True
             held_by = await self._client.get(self._key)
         except RedisError as exc:
-            raise DependencyUnavailableError(
-                f"the store is unavailable: {type(exc).__name__}", code="store_unavailable"
-            ) from exc
-        owner = held_by.decode() if isinstance(held_by, bytes) else held_by
-        return bool(owner == self._owner)
+            raise unavailable(exc) from exc
+        return held_by is not None and as_text(held_by) == self._owner

@@ -18,10 +18,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from grantline.domain.errors import DependencyUnavailableError
 from grantline.domain.models import ActiveGrant, RequestId, parse_time
 from grantline.evidence.chain import ChainHead
 from grantline.store import keys
+from grantline.store.connection import unavailable
 
 # The batch key makes an append idempotent: a retry after a lost reply finds its own batch
 # already applied instead of appending the records a second time under new seqs.
@@ -247,6 +247,4 @@ class RedisLog:
         try:
             return await awaitable
         except RedisError as exc:
-            raise DependencyUnavailableError(
-                f"the log store is unavailable: {type(exc).__name__}", code="store_unavailable"
-            ) from exc
+            raise unavailable(exc, "the log store") from exc

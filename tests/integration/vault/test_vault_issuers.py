@@ -139,7 +139,7 @@ async def test_a_leased_secret_works_at_the_database_until_its_lease_is_revoked(
     credential = await issuer.mint(spec("cache-read", vault, ttl=300))
 
     data = credential.secret["data"]
-    port = redis.Redis.from_url(bao.cache.url).connection_pool.connection_kwargs["port"]
+    port = bao.cache.port
     user = redis.Redis(port=port, username=data["username"], password=data["password"])
     assert user.ping() is True
     assert bao.root().sys.read_lease(credential.handle["lease_id"])["data"]["id"]
@@ -208,7 +208,7 @@ async def test_a_leased_secret_dies_with_its_grant_token_at_the_grant_ttl(
     vault = {"policies": ["grantline-cache-read"], "secret_path": "database/creds/cache-read"}
     credential = await issuer.mint(spec("cache-read", vault, ttl=2))
     data = credential.secret["data"]
-    port = redis.Redis.from_url(bao.cache.url).connection_pool.connection_kwargs["port"]
+    port = bao.cache.port
 
     def works() -> bool:
         try:

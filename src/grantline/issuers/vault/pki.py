@@ -10,7 +10,6 @@ when the PKI role sets ``generate_lease``).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -19,8 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from grantline.domain.errors import IssuanceError
-from grantline.domain.models import CredentialType, Fingerprint, IssuedCredential, format_time
-from grantline.issuers.base import GrantSpec, SourceState
+from grantline.domain.models import CredentialType, IssuedCredential, format_time
+from grantline.issuers.base import GrantSpec, SourceState, fingerprint
 from grantline.issuers.vault.client import VaultClient
 from grantline.issuers.vault.grant_token import create_grant_token, revoked_on_failure
 from grantline.issuers.vault.role import VaultRole
@@ -58,9 +57,7 @@ class VaultPkiIssuer:
             handle["lease_id"] = lease_id
         return IssuedCredential(
             type=self.credential_type,
-            fingerprint=Fingerprint(
-                "sha256:" + hashlib.sha256(certificate.public_bytes(Encoding.DER)).hexdigest()
-            ),
+            fingerprint=fingerprint(certificate.public_bytes(Encoding.DER)),
             issued_at=token.info.issued_at,
             expires_at=expires_at,
             handle=handle,

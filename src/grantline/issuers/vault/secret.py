@@ -6,14 +6,13 @@ cannot outlive the grant, and revoking the token revokes it too.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from grantline.domain.errors import IssuanceError
-from grantline.domain.models import CredentialType, Fingerprint, IssuedCredential, format_time
-from grantline.issuers.base import GrantSpec, SourceState
+from grantline.domain.models import CredentialType, IssuedCredential, format_time
+from grantline.issuers.base import GrantSpec, SourceState, fingerprint
 from grantline.issuers.vault.client import VaultClient
 from grantline.issuers.vault.grant_token import create_grant_token, revoked_on_failure
 from grantline.issuers.vault.role import VaultRole
@@ -48,7 +47,10 @@ class VaultSecretIssuer:
         expires_at = min(lease.expires_at, token.info.expires_at or lease.expires_at)
         return IssuedCredential(
             type=self.credential_type,
-            fingerprint=_fingerprint(data),
+            # Sorted JSON of the secret's fields (a float in a secret is written as Python does).
+            fingerprint=fingerprint(
+                json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+            ),
             issued_at=lease.issued_at,
             expires_at=expires_at,
             handle={"accessor": token.info.accessor, "lease_id": lease_id},
@@ -62,8 +64,3 @@ class VaultSecretIssuer:
     async def state_at_source(self, handle: Mapping[str, str]) -> SourceState:
         alive = await self._client.lookup_lease(handle["lease_id"]) is not None
         return SourceState.ALIVE if alive else SourceState.GONE
-
-
-def _fingerprint(data: Mapping[str, Any]) -> Fingerprint:
-    encoded = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return Fingerprint("sha256:" + hashlib.sha256(encoded.encode("utf-8")).hexdigest())

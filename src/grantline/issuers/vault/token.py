@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 
-from grantline.domain.models import CredentialType, Fingerprint, IssuedCredential, format_time
-from grantline.issuers.base import GrantSpec, SourceState
+from grantline.domain.models import CredentialType, IssuedCredential, format_time
+from grantline.issuers.base import GrantSpec, SourceState, fingerprint
 from grantline.issuers.vault.client import VaultClient
 from grantline.issuers.vault.grant_token import create_grant_token
 from grantline.issuers.vault.role import VaultRole
-
-
-def fingerprint(secret: str) -> Fingerprint:
-    return Fingerprint("sha256:" + hashlib.sha256(secret.encode("utf-8")).hexdigest())
 
 
 class VaultTokenIssuer:
