@@ -17,7 +17,8 @@ import redis.asyncio as aioredis
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from grantline.broker import Broker
+from grantline.broker import Broker, BrokerSettings
+from grantline.broker.approvals import Approvals
 from grantline.domain.clock import Clock, SystemClock
 from grantline.domain.errors import ConfigError, IssuanceError
 from grantline.evidence.signer import (
@@ -37,14 +38,16 @@ from grantline.issuers.vault.pki import VaultPkiIssuer
 from grantline.issuers.vault.secret import VaultSecretIssuer
 from grantline.issuers.vault.token import VaultTokenIssuer
 from grantline.issuers.vault.transit import TransitSigner
+from grantline.notify import Notification, Notifier
 from grantline.policy.embedded import EmbeddedRegoEngine
 from grantline.reconcile.alerts import Alerts
 from grantline.reconcile.reconciler import Reconciler, ReconcileSettings
 from grantline.store.connection import StoreSettings, check_persistence, connect
 from grantline.store.grants import RedisGrants
 from grantline.store.ledger import Ledger
-from grantline.store.lock import StoreLock
+from grantline.store.lock import RequestLocks, StoreLock
 from grantline.store.log import RedisLog
+from grantline.store.pickup import PickupBox, PickupStore
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +96,14 @@ class Settings(BaseSettings):
     reconcile_revoke_orphans: bool = True
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    webhook_attempts: int = Field(default=6, ge=1, description="deliveries tried per event")
+    webhook_backoff_seconds: float = Field(default=0.5, gt=0, description="first retry delay")
+    approval_window_seconds: float = Field(
+        default=3600.0, gt=0, description="how long a request may wait for its approvers"
+    )
+    break_glass_review_seconds: float = Field(
+        default=72 * 3600.0, gt=0, description="deadline of a break-glass grant's review"
+    )
 
     @property
     def issuer_url(self) -> str:
@@ -162,6 +173,8 @@ class Runtime:
     client: aioredis.Redis
     clock: Clock
     reconciler: Reconciler
+    approvals: Approvals
+    notifier: Notifier
     vault: VaultClient | None = None
 
     def jwks(self) -> dict[str, Any]:
@@ -244,6 +257,24 @@ def _assemble(settings: Settings, client: aioredis.Redis, vault: VaultClient | N
         for issuer in (VaultTokenIssuer(vault), VaultPkiIssuer(vault), VaultSecretIssuer(vault)):
             issuers[issuer.credential_type.value] = issuer
     ledger = Ledger(redis_log, records_key)
+
+    async def undelivered(notification: Notification, error: str) -> None:
+        # Bound late: the broker records it, and the broker needs the notifier first.
+        await broker.record_undelivered(
+            notification.request_id,
+            notification.event,
+            notification.delivery_id,
+            notification.attempts,
+            error,
+        )
+
+    notifier = Notifier(
+        url=settings.webhook_url,
+        secret=settings.webhook_secret,
+        attempts=settings.webhook_attempts,
+        backoff_seconds=settings.webhook_backoff_seconds,
+        on_give_up=undelivered,
+    )
     broker = Broker(
         ledger=ledger,
         grants=grants,
@@ -252,15 +283,30 @@ def _assemble(settings: Settings, client: aioredis.Redis, vault: VaultClient | N
         issuers=issuers,
         introspector=jwt_issuer,
         clock=clock,
+        notifier=notifier,
+        settings=BrokerSettings(
+            approval_window_seconds=settings.approval_window_seconds,
+            review_deadline_seconds=settings.break_glass_review_seconds,
+        ),
+    )
+    approvals = Approvals(
+        broker=broker,
+        grants=grants,
+        ledger=ledger,
+        locks=RequestLocks(client),
+        pickups=PickupStore(client),
+        box=PickupBox.load_or_create(settings.keys_dir / "pickup.key"),
+        clock=clock,
     )
     reconciler = Reconciler(
         broker=broker,
+        approvals=approvals,
         grants=grants,
         ledger=ledger,
         issuers=issuers,
         inventory=vault,
         lock=StoreLock(client, "reconcile"),
-        alerts=Alerts(webhook_url=settings.webhook_url, webhook_secret=settings.webhook_secret),
+        alerts=Alerts(notifier),
         clock=clock,
         settings=ReconcileSettings(
             issue_delay_seconds=settings.reconcile_issue_delay_seconds,
@@ -281,6 +327,8 @@ def _assemble(settings: Settings, client: aioredis.Redis, vault: VaultClient | N
         client=client,
         clock=clock,
         reconciler=reconciler,
+        approvals=approvals,
+        notifier=notifier,
         vault=vault,
     )
 

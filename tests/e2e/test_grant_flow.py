@@ -114,7 +114,12 @@ def test_lineage_holds_requested_evaluated_issued_revoked_with_no_token(broker: 
         client.post(f"/v1/access-requests/{request_id}/revoke", json={"reason": "done"})
         lineage = client.get(f"/v1/access-requests/{request_id}/lineage").json()
     events = [record["event"] for record in lineage["records"]]
-    assert events == ["requested", "evaluated", "issued", "revoked"]
+    assert events == ["requested", "evaluated", "approved", "issued", "revoked"]
+    # Approved by policy alone, and the record says by which rule of which policy.
+    approved = lineage["records"][2]["data"]
+    assert approved["by"] == "policy"
+    assert approved["rule"] == "rbac"
+    assert approved["policy_digest"] == issued["decision"]["policy_digest"]
     assert all(record["request_id"] == request_id for record in lineage["records"])
     assert all(
         {"seq", "prev", "kid", "sig", "at"} <= record.keys() for record in lineage["records"]

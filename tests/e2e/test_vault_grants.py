@@ -77,7 +77,7 @@ def test_a_vault_token_is_issued_recorded_without_its_secret_and_works_at_vault(
     assert "grantline-kv-read" in me["policies"]
 
     records = lineage(vault_broker, body["request_id"])
-    assert [r["event"] for r in records] == ["requested", "evaluated", "issued"]
+    assert [r["event"] for r in records] == ["requested", "evaluated", "approved", "issued"]
     issued = records[-1]["data"]
     assert issued["handle"] == {"accessor": me["accessor"]}
     assert issued["credential_type"] == "vault_token"
@@ -101,7 +101,7 @@ def test_revoking_a_vault_token_kills_it_at_vault_and_twice_is_harmless(
     with pytest.raises(hvac.exceptions.Forbidden):
         hvac.Client(url=bao.addr, token=token).auth.token.lookup_self()
     events = [r["event"] for r in lineage(vault_broker, body["request_id"])]
-    assert events == ["requested", "evaluated", "issued", "revoked"]
+    assert events == ["requested", "evaluated", "approved", "issued", "revoked"]
 
 
 def test_a_certificate_is_issued_for_the_callers_spiffe_id_and_revoked_onto_the_crl(

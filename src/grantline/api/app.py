@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with runtime(settings) as built:
             app.state.runtime = built
+            await built.notifier.start()
             tasks = [asyncio.create_task(_reload_policies(built))]
             if settings.reconcile_seconds > 0:
                 tasks.append(asyncio.create_task(_reconcile(built)))
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 for task in tasks:
                     task.cancel()
+                await built.notifier.close()
 
     app = FastAPI(
         title="Grantline",

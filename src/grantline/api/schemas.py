@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from grantline.domain.models import MAX_TTL_SECONDS, MIN_TTL_SECONDS, CredentialType
 
@@ -29,6 +29,22 @@ class AccessRequestBody(_Strict):
     purpose: str = Field(default="", max_length=1024)
     ticket: str = Field(default="", max_length=256)
     agent: AgentBlock | None = None
+    break_glass: bool = False
+    justification: str = Field(default="", max_length=2048)
+    # RFC 8693 style: the token of the principal the caller (an agent) acts for.
+    subject_token: str | None = Field(default=None, min_length=1, max_length=16384)
+    # A public JWK: the issued JWT is then bound to it (cnf.jkt).
+    public_key: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _justified(self) -> AccessRequestBody:
+        if self.break_glass and not self.justification.strip():
+            raise ValueError("break_glass needs a justification")
+        if self.agent and self.agent.on_behalf_of and self.subject_token is None:
+            raise ValueError(
+                "agent.on_behalf_of must be proven: send the principal's token as subject_token"
+            )
+        return self
 
 
 class ReasonBody(_Strict):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from grantline.cli import exit_codes
 from grantline.cli.http import add_connection_arguments, broker_client, send
+from grantline.domain.errors import ConfigError
 
 
 def register(commands: Any) -> None:
@@ -18,6 +20,15 @@ def register(commands: Any) -> None:
     parser.add_argument("--type", default="jwt", dest="credential_type", help="credential type")
     parser.add_argument("--purpose", default="")
     parser.add_argument("--ticket", default="")
+    parser.add_argument("--break-glass", action="store_true", help="emergency access")
+    parser.add_argument("--justification", default="", help="why (required for break-glass)")
+    parser.add_argument(
+        "--subject-token", help="an agent acting for someone: the token of that principal"
+    )
+    parser.add_argument("--goal", default="", help="an agent's goal, recorded")
+    parser.add_argument(
+        "--public-key", type=Path, help="file with a public JWK the JWT is to be bound to"
+    )
     add_connection_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -31,10 +42,23 @@ def run(args: argparse.Namespace) -> int:
         "purpose": args.purpose,
         "ticket": args.ticket,
     }
+    if args.break_glass:
+        body |= {"break_glass": True, "justification": args.justification}
+    if args.subject_token:
+        body |= {"subject_token": args.subject_token, "agent": {"goal": args.goal}}
+    if args.public_key:
+        body["public_key"] = _read_jwk(args.public_key)
     with broker_client(args) as client:
         response = send(client, "POST", "/v1/access-requests", json=body)
     print(json.dumps(response.json(), indent=2))
     return status_to_exit(response.status_code)
+
+
+def _read_jwk(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read a JWK from {path}: {exc}") from exc
 
 
 def status_to_exit(status: int) -> int:

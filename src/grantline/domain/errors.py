@@ -9,6 +9,7 @@ stable machine-readable ``code`` and the HTTP status the API maps it to::
     ├── AuthenticationError        401      no or bad caller identity
     ├── ForbiddenError             403      identity fine, action not allowed
     ├── ConflictError              409
+    ├── GoneError                  410      it was there once (a collected credential)
     ├── PolicyError                503      the policy engine could not decide
     ├── IssuanceError              503      the credential issuer failed
     ├── DependencyUnavailableError 503      store, signer or another dependency is down
@@ -58,6 +59,11 @@ class ForbiddenError(GrantlineError):
 class ConflictError(GrantlineError):
     code = "conflict"
     status = 409
+
+
+class GoneError(GrantlineError):
+    code = "gone"
+    status = 410
 
 
 class PolicyError(GrantlineError):

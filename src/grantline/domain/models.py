@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NewType
@@ -29,7 +29,16 @@ class Status(enum.StrEnum):
     REVOCATION_PENDING = "revocation_pending"
     REVOKED = "revoked"
     EXPIRED = "expired"
+    REJECTED = "rejected"
     FAILED = "failed"
+
+
+class ReviewStatus(enum.StrEnum):
+    """The post-incident review of a break-glass grant: apart from the status, because a
+    grant may have expired long before anyone reviewed it."""
+
+    PENDING = "review_pending"
+    REVIEWED = "reviewed"
 
 
 # Statuses in which a credential may be alive and usable.
@@ -42,6 +51,13 @@ class Event(enum.StrEnum):
     REQUESTED = "requested"
     EVALUATED = "evaluated"
     DENIED = "denied"
+    APPROVAL_GIVEN = "approval_given"  # one approver said yes
+    APPROVAL_REFUSED = "approval_refused"  # the approval policy refused an approver
+    APPROVED = "approved"  # by policy alone, by a quorum of approvers, or break-glass
+    REJECTED = "rejected"
+    COLLECTED = "collected"  # the requester collected an approved credential
+    REVIEWED = "reviewed"  # the post-incident review of a break-glass grant
+    NOTIFICATION_FAILED = "notification_failed"
     ISSUED = "issued"
     FAILED = "failed"
     REVOCATION_FAILED = "revocation_failed"
@@ -93,6 +109,10 @@ class AccessRequest:
     purpose: str = ""
     ticket: str = ""
     agent: Mapping[str, Any] | None = None
+    break_glass: bool = False
+    justification: str = ""
+    # RFC 7638 thumbprint of the caller's public key, when the credential is to be bound to it.
+    key_thumbprint: str = ""
 
     def as_policy_request(self) -> dict[str, Any]:
         return {
@@ -103,7 +123,61 @@ class AccessRequest:
             "purpose": self.purpose,
             "ticket": self.ticket,
             "agent": dict(self.agent) if self.agent else {},
+            "break_glass": self.break_glass,
+            "justification": self.justification,
+            "public_key_thumbprint": self.key_thumbprint,
         }
+
+
+MAX_ACTOR_CHAIN = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Delegation:
+    """An agent acting for a principal, both proven by tokens (RFC 8693 style).
+
+    ``actor`` authenticated the call; ``principal`` is who the credential is for. ``chain`` is
+    every actor, the caller first, then the actors the principal's token already names.
+    """
+
+    principal: Identity
+    actor: Identity
+    chain: tuple[str, ...]
+
+    @classmethod
+    def of(cls, principal: Identity, actor: Identity) -> Delegation:
+        """Raises :class:`InvalidRequestError` when the tokens do not make a delegation."""
+        if principal.subject == actor.subject:
+            raise InvalidRequestError("subject_token names the caller itself: nothing is delegated")
+        chain = (actor.subject, *_prior_actors(principal.claims.get("act")))
+        if len(chain) > MAX_ACTOR_CHAIN:
+            raise InvalidRequestError(
+                f"the actor chain is longer than {MAX_ACTOR_CHAIN} delegations"
+            )
+        return cls(principal, actor, chain)
+
+    def act_claim(self) -> dict[str, Any]:
+        return act_claim(self.chain)
+
+
+def act_claim(chain: Sequence[str]) -> dict[str, Any]:
+    """The RFC 8693 ``act`` claim of an actor chain: the current actor outermost, prior
+    actors nested inside it."""
+    claim: dict[str, Any] = {}
+    for subject in reversed(chain):
+        claim = {"sub": subject, "act": claim} if claim else {"sub": subject}
+    return claim
+
+
+def _prior_actors(act: Any) -> list[str]:
+    chain: list[str] = []
+    while act is not None:
+        subject = act.get("sub") if isinstance(act, Mapping) else None
+        if not isinstance(subject, str) or not subject or len(chain) >= MAX_ACTOR_CHAIN:
+            raise InvalidRequestError("subject_token carries a malformed act claim")
+        chain.append(subject)
+        act = act.get("act")
+    return chain
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,14 +14,14 @@ def build_policy_input(
     request: AccessRequest,
     active_grants: Sequence[ActiveGrant],
     now: datetime,
+    actor: Identity | None = None,
 ) -> dict[str, Any]:
-    """The exact document the policy decides on; its digest goes into the ``evaluated`` record."""
-    return {
-        "identity": {
-            "subject": identity.subject,
-            "issuer": identity.issuer,
-            "claims": _json_claims(identity.claims),
-        },
+    """The exact document the policy decides on; its digest goes into the ``evaluated`` record.
+
+    ``identity`` is who the credential is for; ``actor``, when an agent acts for it, the agent.
+    """
+    document = {
+        "identity": identity_input(identity),
         "request": request.as_policy_request(),
         "active_grants": [
             grant.as_policy_input()
@@ -31,6 +31,18 @@ def build_policy_input(
             )
         ],
         "now": format_time(now),
+    }
+    if actor is not None:
+        document["actor"] = identity_input(actor)
+    return document
+
+
+def identity_input(identity: Identity) -> dict[str, Any]:
+    """An identity as policy inputs show it."""
+    return {
+        "subject": identity.subject,
+        "issuer": identity.issuer,
+        "claims": _json_claims(identity.claims),
     }
 
 

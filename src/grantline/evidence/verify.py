@@ -26,17 +26,22 @@ from grantline.evidence.record import (
     read_line,
 )
 
-Category = Literal["integrity", "lineage"]
+# integrity: the evidence itself; lineage: a request's records out of order or missing;
+# policy: a control that the records show was not honoured (a break-glass grant unreviewed).
+Category = Literal["integrity", "lineage", "policy"]
 
 _UNAUTHENTICATED = frozenset({"unknown_kid", "bad_signature"})
 
 # Lineage facts kept per request id, as bits of one integer.
 _REQUESTED, _ALLOWED, _DENIED, _ISSUED, _REVOKED = 1, 2, 4, 8, 16
+_NEEDS_APPROVAL, _APPROVED, _APPROVAL_GIVEN = 32, 64, 128
 _FACT_OF_EVENT = {
     "requested": _REQUESTED,
     "denied": _DENIED,
     "issued": _ISSUED,
     "revoked": _REVOKED,
+    "approved": _APPROVED,
+    "approval_given": _APPROVAL_GIVEN,
 }
 _ISSUANCE_RULES: tuple[tuple[int, bool, str, str], ...] = (
     # (fact, must the fact hold?, finding code, what is wrong)
@@ -111,6 +116,12 @@ class _Verifier:
         self._checkpoint: Checkpoint | None = None
         self._first_unchecked: int | None = None
         self._facts: dict[str, int] = {}
+        # Who asked (the principal and every actor), kept only while a request waits for
+        # approvers: none of them may approve it.
+        self._parties: dict[str, frozenset[str]] = {}
+        # Break-glass grants without a review yet: request id -> (review due, seq).
+        self._reviews_due: dict[str, tuple[str, int]] = {}
+        self._last_at = ""
 
     def feed(self, raw: bytes) -> None:
         self._line_no += 1
@@ -128,6 +139,7 @@ class _Verifier:
             self._feed_record(signed, line)
 
     def finish(self) -> VerifyReport:
+        self._check_reviews()
         if self._checkpoint is None:
             self._flag("checkpoint_missing", None, "no valid checkpoint: a cut tail would not show")
         elif self._first_unchecked is not None:
@@ -209,16 +221,70 @@ class _Verifier:
             self._flag("checkpoint_mismatch", records or None, message)
 
     def _check_lineage(self, body: Mapping[str, Any], seq: int) -> None:
-        request_id, event = body["request_id"], body["event"]
+        request_id, event, data = body["request_id"], body["event"], body["data"]
+        self._last_at = body["at"]
         facts = self._facts.get(request_id, 0)
         if event == "issued":
             for fact, required, code, problem in _ISSUANCE_RULES:
                 if bool(facts & fact) != required:
                     message = f"issued, but {problem}"
                     self._flag(code, seq, message, request_id=request_id, category="lineage")
-        facts |= _fact_of(event, body["data"])
+            if facts & _NEEDS_APPROVAL and not facts & _APPROVED:
+                message = (
+                    "issued, but the policy required approval and no 'approved' record precedes it"
+                )
+                self._flag(
+                    "issued_without_approval",
+                    seq,
+                    message,
+                    request_id=request_id,
+                    category="lineage",
+                )
+        self._check_approvals(request_id, event, data, facts, seq)
+        facts |= _fact_of(event, data)
         if facts:
             self._facts[request_id] = facts
+
+    def _check_approvals(
+        self, request_id: str, event: str, data: Mapping[str, Any], facts: int, seq: int
+    ) -> None:
+        if event == "requested":
+            self._parties[request_id] = _parties(data)
+        elif event == "evaluated" and not _fact_of(event, data) & _NEEDS_APPROVAL:
+            self._parties.pop(request_id, None)
+        elif event == "approval_given":
+            approver = data.get("approver")
+            subject = approver.get("subject") if isinstance(approver, dict) else None
+            if subject in self._parties.get(request_id, frozenset()):
+                message = f"{subject} approved a request they asked for or are party to"
+                self._flag("self_approval", seq, message, request_id=request_id, category="lineage")
+        elif event == "approved":
+            by = data.get("by")
+            if by == "approvers" and not facts & _APPROVAL_GIVEN:
+                message = "approved by approvers, but no 'approval_given' record precedes it"
+                self._flag(
+                    "approved_without_approvals",
+                    seq,
+                    message,
+                    request_id=request_id,
+                    category="lineage",
+                )
+            due = data.get("review_due_at")
+            if by == "break_glass" and isinstance(due, str):
+                self._reviews_due[request_id] = (due, seq)
+            self._parties.pop(request_id, None)
+        elif event == "reviewed":
+            self._reviews_due.pop(request_id, None)
+
+    def _check_reviews(self) -> None:
+        """Break-glass grants whose review was due by the time the export was signed."""
+        now = self._checkpoint.at if self._checkpoint is not None else self._last_at
+        for request_id, (due, seq) in sorted(self._reviews_due.items(), key=lambda i: i[1][1]):
+            if due <= now:
+                message = f"break-glass grant with no review; it was due by {due}"
+                self._flag(
+                    "break_glass_unreviewed", seq, message, request_id=request_id, category="policy"
+                )
 
     def _flag(
         self,
@@ -235,9 +301,20 @@ class _Verifier:
 def _fact_of(event: str, data: Mapping[str, Any]) -> int:
     if event == "evaluated":
         decision = data.get("decision")
-        allowed = isinstance(decision, dict) and decision.get("allow") is True
-        return _ALLOWED if allowed else 0
+        if not isinstance(decision, dict) or decision.get("allow") is not True:
+            return 0
+        return _ALLOWED | (_NEEDS_APPROVAL if decision.get("require_approval") is True else 0)
     return _FACT_OF_EVENT.get(event, 0)
+
+
+def _parties(requested: Mapping[str, Any]) -> frozenset[str]:
+    identity = requested.get("identity")
+    actor = requested.get("actor")
+    parties = {identity.get("subject")} if isinstance(identity, dict) else set()
+    chain = actor.get("chain") if isinstance(actor, dict) else None
+    if isinstance(chain, list):
+        parties.update(chain)
+    return frozenset(p for p in parties if isinstance(p, str))
 
 
 def _shown(value: object) -> str:

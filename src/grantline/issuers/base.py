@@ -22,7 +22,8 @@ class GrantSpec:
     target: str
     ttl_seconds: int
     now: datetime
-    actor: Mapping[str, Any] | None = None
+    actor: Mapping[str, Any] | None = None  # the RFC 8693 ``act`` claim of a delegation
+    key_thumbprint: str = ""  # RFC 7638 thumbprint of the key the credential is bound to
     # The role's issuer configuration (its ``vault`` block), after any override by the decision.
     issuer_config: Mapping[str, Any] = field(default_factory=dict)
 

@@ -64,6 +64,8 @@ class JwtIssuer:
         }
         if spec.actor:
             claims["act"] = dict(spec.actor)
+        if spec.key_thumbprint:
+            claims["cnf"] = {"jkt": spec.key_thumbprint}
         if self._signer.blocking:
             token = await asyncio.to_thread(encode_jwt, claims, self._signer)
         else:

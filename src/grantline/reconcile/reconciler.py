@@ -12,7 +12,10 @@ Each pass, under a store lock so that one replica runs it at a time:
 5. every grant token alive at Vault is matched to its request by its metadata: one the log
    does not know (``issuance_without_approval``), one without its ``issued`` record
    (``issuance_without_record``) or one whose grant ended (``alive_after_end``) is flagged
-   and, when settings say so, revoked.
+   and, when settings say so, revoked;
+6. requests still waiting for approval past their deadline get an ``expired`` record;
+7. break-glass grants not reviewed by their deadline are flagged once
+   (``break_glass_unreviewed``).
 
 Normal workflow is never flagged: a request inside its issuance window, a grant token younger
 than the grace period (its ``issued`` record may be on its way), a credential that expired on
@@ -30,6 +33,8 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from grantline.broker import Broker, handle_of
+from grantline.broker.approvals import Approvals
+from grantline.broker.records import marks_of
 from grantline.domain.clock import Clock
 from grantline.domain.errors import GrantlineError
 from grantline.domain.models import IN_FORCE, Event, Status
@@ -95,6 +100,7 @@ class Reconciler:
         self,
         *,
         broker: Broker,
+        approvals: Approvals,
         grants: RedisGrants,
         ledger: Ledger,
         issuers: Mapping[str, CredentialIssuer],
@@ -105,6 +111,7 @@ class Reconciler:
         settings: ReconcileSettings,
     ) -> None:
         self._broker = broker
+        self._approvals = approvals
         self._grants = grants
         self._ledger = ledger
         self._issuers = issuers
@@ -136,6 +143,8 @@ class Reconciler:
         await self._check_awaiting(report)
         if self._inventory is not None:
             await self._check_inventory(self._inventory, report)
+        report.expired += await self._approvals.expire_pending()
+        await self._check_reviews(report)
         return report
 
     # -- 1. expiry -------------------------------------------------------------------------
@@ -173,6 +182,7 @@ class Reconciler:
             f"the credential was still alive at its issuer after it {ended}",
             action,
             report,
+            state=state,
         )
 
     # -- 2. live grants ----------------------------------------------------------------------
@@ -190,7 +200,9 @@ class Reconciler:
             if await self._source_state(state, report) != SourceState.GONE:
                 continue
             message = "the credential was revoked at its issuer outside the broker"
-            await self._finding(request_id, "revoked_outside_broker", message, "recorded", report)
+            await self._finding(
+                request_id, "revoked_outside_broker", message, "recorded", report, state=state
+            )
             data = {"by": "issuer", "reason": message, "source": "reconciler"}
             await self._broker.record_end(request_id, state, Event.REVOKED, data)
 
@@ -232,6 +244,7 @@ class Reconciler:
                 "none",
                 report,
                 effects=Effects(index_remove=(Index.AWAITING_ISSUE,)),
+                state=state,
             )
 
     # -- 5. Vault's own inventory ------------------------------------------------------------
@@ -255,7 +268,28 @@ class Reconciler:
             action = "none"
             if self._settings.revoke_orphans or code == "alive_after_end":
                 action = await self._revoke_accessor(inventory, token.accessor, report)
-            await self._finding(request_id, code, message, action, report, accessor=token.accessor)
+            await self._finding(
+                request_id, code, message, action, report, accessor=token.accessor, state=state
+            )
+
+    # -- 7. break-glass reviews ------------------------------------------------------------
+
+    async def _check_reviews(self, report: PassReport) -> None:
+        now = self._clock.now()
+        for request_id, _ in await self._grants.indexed(Index.REVIEW_DUE, up_to=to_millis(now)):
+            state = await self._grants.request(request_id)
+            if state is None or state.get("review_status") != "review_pending":
+                continue
+            message = f"break-glass grant not reviewed by {state.get('review_due_at')}"
+            await self._finding(
+                request_id,
+                "break_glass_unreviewed",
+                message,
+                "none",
+                report,
+                effects=Effects(index_remove=(Index.REVIEW_DUE,)),
+                state=state,
+            )
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -297,8 +331,14 @@ class Reconciler:
         *,
         effects: Effects | None = None,
         accessor: str | None = None,
+        state: Mapping[str, str] | None = None,
     ) -> None:
-        data: dict[str, Any] = {"finding": code, "message": message, "action": action}
+        data: dict[str, Any] = {
+            "finding": code,
+            "message": message,
+            "action": action,
+            **marks_of(state or {}),
+        }
         if accessor is not None:
             data["accessor"] = accessor
         draft = Draft(request_id, Event.RECONCILED, self._clock.now(), data, effects or Effects())

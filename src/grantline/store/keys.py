@@ -34,12 +34,19 @@ def jti(token_id: str) -> str:
     return f"{PREFIX}:jti:{token_id}"
 
 
+def pickup(request_id: str) -> str:
+    """An approved credential waiting for its requester, encrypted (store/pickup.py)."""
+    return f"{PREFIX}:pickup:{request_id}"
+
+
 class Index(enum.StrEnum):
     """The reconciler's work lists: sorted sets of request ids under ``{grantline}:index:``."""
 
     AWAITING_ISSUE = "awaiting_issue"  # allowed, not yet issued; scored by decision time
     LIVE = "live"  # issued, not yet revoked or expired; scored by expiry
     REVOKING = "revoking"  # a revocation failed at the issuer; scored by the failure time
+    PENDING_APPROVAL = "pending_approval"  # waiting for approvers; scored by its deadline
+    REVIEW_DUE = "review_due"  # break-glass grants not yet reviewed; scored by the deadline
 
 
 def index(name: Index) -> str:

@@ -72,6 +72,9 @@ while i <= #ARGV do
       end
     end
     if e.jti then redis.call('SET', prefix .. ':jti:' .. e.jti, rid) end
+    if e.pickup then
+      redis.call('SET', prefix .. ':pickup:' .. rid, e.pickup.sealed, 'PX', e.pickup.ttl_ms)
+    end
     if e.zadd then
       for name, score in pairs(e.zadd) do
         redis.call('ZADD', prefix .. ':index:' .. name, score, rid)
@@ -137,6 +140,12 @@ def to_millis(moment: datetime) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class Pickup:
+    sealed: str  # base64 of the encrypted credential (store/pickup.py)
+    ttl_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Effects:
     """State changes that commit atomically with a record."""
 
@@ -148,6 +157,9 @@ class Effects:
     # request enters ``index_add`` lists with the given score and leaves ``index_remove`` ones.
     index_add: Mapping[str, int] = field(default_factory=dict)
     index_remove: tuple[str, ...] = ()
+    # An approved credential kept, sealed, for its requester to collect once: it is written
+    # with the ``issued`` record, so neither exists without the other.
+    pickup: Pickup | None = None
 
     def encode(self) -> str:
         payload: dict[str, Any] = {}
@@ -163,6 +175,8 @@ class Effects:
             payload["zadd"] = dict(self.index_add)
         if self.index_remove:
             payload["zrem"] = list(self.index_remove)
+        if self.pickup:
+            payload["pickup"] = {"sealed": self.pickup.sealed, "ttl_ms": self.pickup.ttl_ms}
         return json.dumps(payload) if payload else ""
 
 

@@ -349,3 +349,75 @@ def test_to_json_of_a_valid_export_includes_the_checkpoint() -> None:
     report = json.loads(_verify(export()).to_json())
     assert report["ok"] is True
     assert report["checkpoint"]["kid"] == SIGNER.kid
+
+
+PENDING = {
+    **ALLOWED,
+    "decision": {"allow": True, "reasons": [], "require_approval": True},
+}
+ASKED = {**REQUESTED, "actor": {"subject": "agent", "chain": ["agent"]}}
+
+
+def _policy_codes(report: VerifyReport) -> list[tuple[str, str, int | None]]:
+    return [(f.category, f.code, f.seq) for f in report.findings]
+
+
+def test_issuing_a_request_that_needed_approval_without_an_approved_record_is_a_finding() -> None:
+    report = _verify(
+        _export(("r", "requested", REQUESTED), ("r", "evaluated", PENDING), ("r", "issued", ISSUED))
+    )
+    assert _lineage(report) == [("issued_without_approval", 3, "r")]
+
+
+def test_a_quorum_approval_with_no_approvals_is_a_finding() -> None:
+    report = _verify(
+        _export(
+            ("r", "requested", REQUESTED),
+            ("r", "evaluated", PENDING),
+            ("r", "approved", {"by": "approvers", "approvers": {}}),
+            ("r", "issued", ISSUED),
+        )
+    )
+    assert _lineage(report) == [("approved_without_approvals", 3, "r")]
+
+
+@pytest.mark.parametrize("approver", ["spiffe://example.org/ci-runner", "agent"])
+def test_an_approval_by_the_requester_or_its_agent_is_a_finding(approver: str) -> None:
+    report = _verify(
+        _export(
+            ("r", "requested", ASKED),
+            ("r", "evaluated", PENDING),
+            ("r", "approval_given", {"approver": {"subject": approver}}),
+            ("r", "approved", {"by": "approvers"}),
+            ("r", "issued", ISSUED),
+        )
+    )
+    assert _lineage(report) == [("self_approval", 3, "r")]
+
+
+def test_an_approved_request_by_someone_else_verifies() -> None:
+    report = _verify(
+        _export(
+            ("r", "requested", ASKED),
+            ("r", "evaluated", PENDING),
+            ("r", "approval_given", {"approver": {"subject": "user:sam"}}),
+            ("r", "approved", {"by": "approvers"}),
+            ("r", "issued", ISSUED),
+        )
+    )
+    assert report.ok, report.findings
+
+
+def test_a_break_glass_grant_unreviewed_past_its_deadline_is_a_policy_finding() -> None:
+    # The export's checkpoint is signed an hour after T0 (evidence_support.checkpoint_over).
+    due = {"by": "break_glass", "review_due_at": "2026-11-23T10:30:00.000Z"}
+    later = {"by": "break_glass", "review_due_at": "2026-11-24T10:00:00.000Z"}
+    report = _verify(
+        _export(
+            ("late", "approved", due),
+            ("fine", "approved", later),
+            ("done", "approved", due),
+            ("done", "reviewed", {"by": "user:sam", "reason": "ok"}),
+        )
+    )
+    assert _policy_codes(report) == [("policy", "break_glass_unreviewed", 1)]

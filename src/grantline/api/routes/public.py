@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from grantline.api.auth import runtime_of
 from grantline.api.metrics import render_metrics
+from grantline.broker.access import BREAK_GLASS_GRANTS
+from grantline.notify import render_metrics as render_webhooks
 from grantline.reconcile.alerts import render_metrics as render_findings
 
 router = APIRouter()
@@ -74,5 +76,17 @@ async def _signer_works(request: Request) -> bool:
 
 @router.get("/metrics")
 async def metrics() -> PlainTextResponse:
-    text = render_metrics() + render_findings()
+    text = render_metrics() + render_findings() + render_webhooks() + _break_glass_metrics()
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
+def _break_glass_metrics() -> str:
+    lines = [
+        "# HELP grantline_break_glass_grants_total Break-glass grants issued, by role.",
+        "# TYPE grantline_break_glass_grants_total counter",
+    ]
+    lines += [
+        f'grantline_break_glass_grants_total{{role="{role}"}} {count}'
+        for role, count in sorted(BREAK_GLASS_GRANTS.items())
+    ]
+    return "\n".join(lines) + "\n"

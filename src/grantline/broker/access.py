@@ -1,0 +1,633 @@
+"""The use case: one access request from identity to credential, in order, failing closed.
+
+Order of steps for a request: read the active grants of whom the credential is for, evaluate
+the policy, then
+- deny: append ``requested``, ``evaluated``, ``denied`` together;
+- approval needed: append ``requested`` and ``evaluated`` (pending); approvers take it from
+  there (broker/approvals.py);
+- allowed (by policy alone, or as break-glass), credential minted inside the broker (JWT):
+  mint, then append ``requested``, ``evaluated``, ``approved``, ``issued`` in one atomic
+  write before the credential is returned;
+- allowed, credential minted outside (Vault): append ``requested``, ``evaluated`` and
+  ``approved`` first (the intent), mint, append ``issued``; if that write fails, revoke what
+  was minted.
+No credential ever leaves without its durable ``issued`` record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from grantline.broker import records
+from grantline.domain.approvals import Approval, Requirement
+from grantline.domain.clock import Clock
+from grantline.domain.errors import (
+    ConflictError,
+    ForbiddenError,
+    GrantlineError,
+    InvalidRequestError,
+    IssuanceError,
+    NotFoundError,
+)
+from grantline.domain.ids import new_request_id
+from grantline.domain.models import (
+    IN_FORCE,
+    AccessRequest,
+    ActiveGrant,
+    CredentialType,
+    Decision,
+    Delegation,
+    Event,
+    Identity,
+    IssuedCredential,
+    RequestId,
+    Status,
+    format_time,
+    parse_time,
+)
+from grantline.domain.policy_input import build_policy_input
+from grantline.issuers.base import CredentialIssuer, GrantSpec
+from grantline.policy.engine import PolicyEngine
+from grantline.store.keys import Index
+from grantline.store.ledger import Draft
+from grantline.store.log import Effects, Pickup, to_millis
+
+log = logging.getLogger(__name__)
+
+AUDITORS = "auditors"
+OPERATORS = "operators"
+
+# Break-glass grants since the process started, for /metrics.
+BREAK_GLASS_GRANTS: Counter[str] = Counter()
+
+
+class Ledger(Protocol):
+    async def append(self, drafts: Sequence[Draft]) -> list[bytes]: ...
+
+
+class GrantState(Protocol):
+    async def active_for(self, subject: str, now: datetime) -> list[ActiveGrant]: ...
+
+    async def request(self, request_id: str) -> dict[str, str] | None: ...
+
+    async def request_for_token(self, token_id: str) -> str | None: ...
+
+
+class Log(Protocol):
+    async def read(self, after: int, limit: int) -> list[tuple[int, bytes]]: ...
+
+    async def lineage(self, request_id: str) -> list[bytes]: ...
+
+
+class TokenIntrospector(Protocol):
+    def claims_of(self, token: str) -> Mapping[str, Any] | None:
+        """The claims of a token this broker signed and that has not expired, else None."""
+        ...
+
+
+class Notify(Protocol):
+    def notify(self, event: str, request_id: str, details: Mapping[str, Any] | None = None) -> None:
+        """Queue a notification; never blocks, never raises."""
+        ...
+
+
+class Sealer(Protocol):
+    def seal(self, request_id: str, secret: Mapping[str, Any]) -> str: ...
+
+
+class _Silent:
+    def notify(self, event: str, request_id: str, details: Mapping[str, Any] | None = None) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    approval_window_seconds: float = 3600.0
+    review_deadline_seconds: float = 72 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOutcome:
+    request_id: RequestId
+    status: Status
+    decision: Decision
+    credential: Mapping[str, Any] | None = None
+    requirement: Requirement | None = None
+    deadline: datetime | None = None
+
+
+class Broker:
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        grants: GrantState,
+        log: Log,
+        policy: PolicyEngine,
+        issuers: Mapping[str, CredentialIssuer],
+        introspector: TokenIntrospector,
+        clock: Clock,
+        notifier: Notify | None = None,
+        settings: BrokerSettings | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._grants = grants
+        self._log = log
+        self._policy = policy
+        self._issuers = issuers
+        self._introspector = introspector
+        self._clock = clock
+        self.notifier: Notify = notifier or _Silent()
+        self.settings = settings or BrokerSettings()
+
+    @property
+    def policy(self) -> PolicyEngine:
+        return self._policy
+
+    async def request_access(
+        self, caller: Identity, request: AccessRequest, principal: Identity | None = None
+    ) -> RequestOutcome:
+        """Decide and, when allowed, issue. A deny is an outcome, not an exception.
+
+        ``principal``, proven by its own token, is whom an agent (the caller) acts for.
+
+        Raises:
+            InvalidRequestError: the delegation or key binding cannot be honoured.
+            DependencyUnavailableError: the store is down (nothing was issued).
+            IssuanceError: the credential type is not available, or the issuer failed.
+        """
+        issuer = self.issuer_for(request.credential_type.value)
+        if request.key_thumbprint and issuer.credential_type != CredentialType.JWT:
+            raise InvalidRequestError(
+                "public_key binds jwt credentials only; "
+                f"{request.credential_type.value} credentials carry no cnf"
+            )
+        delegation = Delegation.of(principal, caller) if principal is not None else None
+        identity = delegation.principal if delegation else caller
+        now = self._clock.now()
+        request_id = new_request_id(now)
+        active = await self._grants.active_for(identity.subject, now)
+        policy_input = build_policy_input(
+            identity, request, active, now, actor=delegation.actor if delegation else None
+        )
+        decision = self._policy.evaluate(policy_input)
+        requested = records.requested(
+            request_id, policy_input, now, caller=caller, delegation=delegation
+        )
+        state = {k: str(v) for k, v in requested.effects.request.items()}
+        decision, requirement = _route(request, decision)
+        if not decision.allow:
+            return await self._deny(requested, decision, now, state)
+        if requirement is not None:
+            return await self._hold_for_approval(requested, decision, requirement, now, state)
+        spec = GrantSpec(
+            request_id=request_id,
+            subject=identity.subject,
+            role=request.role,
+            target=request.target,
+            ttl_seconds=request.ttl.seconds,
+            now=now,
+            actor=delegation.act_claim() if delegation else None,
+            issuer_config=self.issuer_config(request.role, decision.extra),
+            key_thumbprint=request.key_thumbprint,
+        )
+        evaluated = records.evaluated(request_id, decision, now, state)
+        if request.break_glass:
+            approval = self._break_glass(
+                request_id, request, decision, now, state, external=issuer.external
+            )
+        else:
+            data = {
+                "by": "policy",
+                "rule": str(decision.extra.get("rule", "")),
+                "policy_digest": decision.policy_digest,
+            }
+            approval = records.approved(request_id, now, data, state, external=issuer.external)
+        credential = await self.issue(issuer, spec, [requested, evaluated, approval], state)
+        return RequestOutcome(request_id, Status.ISSUED, decision, credential.secret)
+
+    def _break_glass(
+        self,
+        request_id: RequestId,
+        request: AccessRequest,
+        decision: Decision,
+        now: datetime,
+        state: Mapping[str, str],
+        *,
+        external: bool,
+    ) -> Draft:
+        due = now + timedelta(seconds=self.settings.review_deadline_seconds)
+        data = {
+            "by": "break_glass",
+            "justification": request.justification,
+            "rule": str(decision.extra.get("rule", "")),
+            "policy_digest": decision.policy_digest,
+            "review_due_at": format_time(due),
+        }
+        return records.approved(request_id, now, data, state, external=external, review_due=due)
+
+    async def issue(
+        self,
+        issuer: CredentialIssuer,
+        spec: GrantSpec,
+        before: Sequence[Draft],
+        state: Mapping[str, str],
+        *,
+        sealer: Sealer | None = None,
+    ) -> IssuedCredential:
+        """Append ``before`` and mint, with the ``issued`` record durable before anyone can
+        hold the credential. With ``sealer``, the credential waits sealed for its requester."""
+        if issuer.external:
+            await self._ledger.append(list(before))
+            credential = await self._mint_external(issuer, spec, state, sealer)
+        else:
+            credential = await issuer.mint(spec)
+            issued = self._issued(spec, credential, state, sealer)
+            await self._ledger.append([*before, issued])
+        self._announce(spec.request_id, state)
+        return credential
+
+    def _announce(self, request_id: str, state: Mapping[str, str]) -> None:
+        if state.get(records.BREAK_GLASS) != "1":
+            return
+        BREAK_GLASS_GRANTS[state.get("role", "")] += 1
+        details = {key: state.get(key) for key in ("subject", "role", "target", "requested_by")}
+        log.warning(json.dumps({"event": "break_glass", "request_id": request_id, **details}))
+        self.notifier.notify("break_glass", request_id, details)
+
+    def _issued(
+        self,
+        spec: GrantSpec,
+        credential: IssuedCredential,
+        state: Mapping[str, str],
+        sealer: Sealer | None,
+    ) -> Draft:
+        pickup = None
+        if sealer is not None:
+            ttl_ms = to_millis(credential.expires_at) - to_millis(self._clock.now())
+            sealed = sealer.seal(spec.request_id, credential.secret)
+            pickup = Pickup(sealed, max(ttl_ms, 1))
+        return records.issued(spec, credential, self._clock.now(), state, pickup)
+
+    def issuer_for(self, credential_type: str) -> CredentialIssuer:
+        issuer = self._issuers.get(credential_type)
+        if issuer is None:
+            raise InvalidRequestError(
+                f"credential type {credential_type} is not configured on this broker",
+                code="credential_type_unavailable",
+            )
+        return issuer
+
+    def issuer_config(self, role: str, decision_extra: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The role's ``vault`` block, or the one the decision returned, which takes precedence."""
+        chosen = decision_extra.get("vault")
+        if isinstance(chosen, Mapping):
+            return chosen
+        configured = self._policy.role_config(role).get("vault")
+        return configured if isinstance(configured, Mapping) else {}
+
+    async def _mint_external(
+        self,
+        issuer: CredentialIssuer,
+        spec: GrantSpec,
+        state: Mapping[str, str],
+        sealer: Sealer | None,
+    ) -> IssuedCredential:
+        try:
+            credential = await issuer.mint(spec)
+        except GrantlineError as exc:
+            await self._record_failure(spec.request_id, exc, state)
+            raise
+        try:
+            await self._ledger.append([self._issued(spec, credential, state, sealer)])
+        except GrantlineError:
+            # The caller must never hold a credential the log does not know of.
+            await self._revoke_quietly(issuer, credential)
+            raise
+        return credential
+
+    async def _record_failure(
+        self, request_id: RequestId, exc: GrantlineError, state: Mapping[str, str]
+    ) -> None:
+        data = {"code": exc.code, "message": exc.message}
+        effects = Effects(
+            request={"status": Status.FAILED.value}, index_remove=(Index.AWAITING_ISSUE,)
+        )
+        try:
+            failed = records.draft(
+                request_id, Event.FAILED, self._clock.now(), data, state, effects=effects
+            )
+            await self._ledger.append([failed])
+        except GrantlineError:
+            log.exception("could not record the failure of request %s", request_id)
+
+    async def _revoke_quietly(self, issuer: CredentialIssuer, credential: IssuedCredential) -> None:
+        try:
+            await issuer.revoke(credential.handle)
+        except GrantlineError:
+            log.exception("could not revoke unrecorded credential %s", credential.fingerprint)
+
+    async def _deny(
+        self, requested: Draft, decision: Decision, now: datetime, state: Mapping[str, str]
+    ) -> RequestOutcome:
+        request_id = RequestId(requested.request_id)
+        reasons = list(decision.reasons) or ["policy did not allow the request"]
+        effects = Effects(request={"status": Status.DENIED.value, "reasons": json.dumps(reasons)})
+        denied = records.draft(
+            request_id, Event.DENIED, now, {"reasons": reasons}, state, effects=effects
+        )
+        evaluated = records.evaluated(request_id, decision, now, state)
+        await self._ledger.append([requested, evaluated, denied])
+        return RequestOutcome(request_id, Status.DENIED, decision)
+
+    async def _hold_for_approval(
+        self,
+        requested: Draft,
+        decision: Decision,
+        requirement: Requirement,
+        now: datetime,
+        state: Mapping[str, str],
+    ) -> RequestOutcome:
+        request_id = RequestId(requested.request_id)
+        deadline = now + timedelta(seconds=self.settings.approval_window_seconds)
+        evaluated = records.pending(
+            request_id, decision, requirement, now, deadline=deadline, state=state
+        )
+        await self._ledger.append([requested, evaluated])
+        details = {
+            "subject": state.get("subject"),
+            "role": state.get("role"),
+            "target": state.get("target"),
+            "required": [{"group": f.group, "count": f.count} for f in requirement.factors],
+            "expires_at": format_time(deadline),
+        }
+        self.notifier.notify("pending_approval", request_id, details)
+        return RequestOutcome(
+            request_id,
+            Status.PENDING_APPROVAL,
+            decision,
+            requirement=requirement,
+            deadline=deadline,
+        )
+
+    async def describe(self, caller: Identity, request_id: str) -> dict[str, Any]:
+        """The request's status and summary, never the credential.
+
+        Readable by whom it is for, who asked (an agent), auditors, and while it waits for
+        approval, the members of the groups it waits for.
+        """
+        state = await self._readable_state(caller, request_id, approvers_too=True)
+        return self.summary(request_id, state)
+
+    def summary(self, request_id: str, state: Mapping[str, str]) -> dict[str, Any]:
+        hidden = {"handle", "active_member", "active_key", "approval", "approvals", "pickup"}
+        summary: dict[str, Any] = {
+            "request_id": request_id,
+            **{k: v for k, v in state.items() if k not in hidden},
+        }
+        for key in ("reasons", "actors"):
+            if key in summary:
+                summary[key] = json.loads(summary[key])
+        if "ttl_seconds" in summary:
+            summary["ttl_seconds"] = int(summary["ttl_seconds"])
+        if records.BREAK_GLASS in summary:
+            summary[records.BREAK_GLASS] = True
+        if "approval" in state:
+            requirement = Requirement.parse(json.loads(state["approval"]))
+            approvals = approvals_of(state)
+            summary["approval"] = {
+                "required": [f.as_dict() for f in requirement.factors],
+                "missing": requirement.missing(approvals),
+                "approvals": [a.as_dict() for a in approvals],
+            }
+        if "pickup" in state:
+            summary["credential_ready"] = state["pickup"] == "waiting"
+        summary["status"] = self.effective_status(state)
+        return summary
+
+    async def lineage(self, caller: Identity, request_id: str) -> list[bytes]:
+        """The request's records. Auditors also see request ids known only from findings
+        (a credential found at an issuer for a request the broker never received)."""
+        if not self.is_auditor(caller):
+            await self._readable_state(caller, request_id)
+        lines = await self._log.lineage(request_id)
+        if not lines:
+            raise NotFoundError(f"no request {request_id}")
+        return lines
+
+    async def records(self, caller: Identity, after: int, limit: int) -> list[tuple[int, bytes]]:
+        self.require_auditor(caller, "read the whole log")
+        return await self._log.read(after, limit)
+
+    def is_auditor(self, caller: Identity) -> bool:
+        return caller.subject in self._policy.group_members(AUDITORS)
+
+    def require_auditor(self, caller: Identity, action: str) -> None:
+        """Raises ForbiddenError unless ``caller`` is in ``data.grantline.groups.auditors``."""
+        if not self.is_auditor(caller):
+            raise ForbiddenError(f"only auditors may {action}")
+
+    def require_operator(self, caller: Identity, action: str) -> None:
+        """Raises ForbiddenError unless ``caller`` is in ``data.grantline.groups.operators``."""
+        if caller.subject not in self._policy.group_members(OPERATORS):
+            raise ForbiddenError(f"only operators may {action}")
+
+    async def revoke(self, caller: Identity, request_id: str, reason: str) -> dict[str, Any]:
+        """Revoke at the issuer, then record who did it and why. Revoking twice is harmless.
+
+        Raises:
+            IssuanceError: the issuer could not revoke (code ``revocation_pending``); the
+                failure is recorded and the grant stays in force until a retry succeeds.
+        """
+        state = await self._readable_state(caller, request_id)
+        return await self.revoke_grant(request_id, state, by=caller.subject, reason=reason)
+
+    async def revoke_grant(
+        self,
+        request_id: str,
+        state: Mapping[str, str],
+        *,
+        by: str,
+        reason: str,
+        source: str = "api",
+    ) -> dict[str, Any]:
+        """Revoke a grant whose state was already read (the API after its access check, or
+        the reconciler retrying a pending revocation)."""
+        status = state.get("status")
+        if status == Status.REVOKED.value:
+            return {"request_id": request_id, "status": Status.REVOKED.value, "already": True}
+        if status not in IN_FORCE:
+            raise ConflictError(f"request {request_id} is {status}: nothing to revoke")
+        issuer = self._issuers.get(state["credential_type"])
+        if issuer is None:
+            raise IssuanceError(f"credential type {state['credential_type']} is not configured")
+        try:
+            await issuer.revoke(handle_of(state))
+        except IssuanceError as exc:
+            await self._record_revocation_failure(
+                request_id, state, by=by, reason=reason, source=source, exc=exc
+            )
+            raise IssuanceError(
+                f"{exc.message}. The grant stays in force and the revocation will be retried.",
+                code="revocation_pending",
+            ) from exc
+        now = self._clock.now()
+        data = {"by": by, "reason": reason, "source": source}
+        effects = records.ended(state, now, extra={"revoked_by": by})
+        await self._ledger.append(
+            [records.draft(request_id, Event.REVOKED, now, data, state, effects=effects)]
+        )
+        self.notifier.notify("revoked", request_id, {"by": by, "reason": reason, "source": source})
+        return {"request_id": request_id, "status": Status.REVOKED.value, "already": False}
+
+    async def _record_revocation_failure(
+        self,
+        request_id: str,
+        state: Mapping[str, str],
+        *,
+        by: str,
+        reason: str,
+        source: str,
+        exc: IssuanceError,
+    ) -> None:
+        now = self._clock.now()
+        data = {
+            "by": by,
+            "reason": reason,
+            "source": source,
+            "error": {"code": exc.code, "message": exc.message},
+        }
+        effects = Effects(
+            request={
+                "status": Status.REVOCATION_PENDING.value,
+                "revocation_error": exc.message,
+                "revocation_requested_by": by,
+            },
+            index_add={Index.REVOKING: to_millis(now)},
+        )
+        failed = records.draft(
+            request_id, Event.REVOCATION_FAILED, now, data, state, effects=effects
+        )
+        await self._ledger.append([failed])
+
+    async def record_end(
+        self, request_id: str, state: Mapping[str, str], event: Event, data: Mapping[str, Any]
+    ) -> None:
+        """Record that a grant ended without the API: it expired, or its issuer dropped it."""
+        now = self._clock.now()
+        effects = records.ended(state, now, event)
+        await self._ledger.append(
+            [records.draft(request_id, event, now, data, state, effects=effects)]
+        )
+        if event == Event.REVOKED:
+            self.notifier.notify("revoked", request_id, dict(data))
+
+    async def record_undelivered(
+        self, request_id: str, event: str, delivery_id: str, attempts: int, error: str
+    ) -> None:
+        """Record that a notification about the request never reached its receiver."""
+        state = await self._grants.request(request_id) or {}
+        data = {"event": event, "delivery_id": delivery_id, "attempts": attempts, "error": error}
+        now = self._clock.now()
+        await self._ledger.append(
+            [records.draft(request_id, Event.NOTIFICATION_FAILED, now, data, state)]
+        )
+
+    async def introspect(self, token: str) -> dict[str, Any]:
+        """RFC 7662: active only for an unexpired token of ours whose grant is still issued."""
+        claims = self._introspector.claims_of(token)
+        token_id = claims.get("jti") if claims is not None else None
+        if claims is None or not isinstance(token_id, str):
+            return {"active": False}
+        request_id = await self._grants.request_for_token(token_id)
+        state = await self._grants.request(request_id) if request_id else None
+        if state is None or self.effective_status(state) != Status.ISSUED.value:
+            return {"active": False}
+        return {"active": True, "token_type": "Bearer", **dict(claims)}
+
+    async def _readable_state(
+        self, caller: Identity, request_id: str, *, approvers_too: bool = False
+    ) -> dict[str, str]:
+        state = await self._grants.request(request_id)
+        if state is None:
+            raise NotFoundError(f"no request {request_id}")
+        party = caller.subject in (state.get("subject"), state.get("requested_by"))
+        approver = approvers_too and self._may_weigh_in(caller, state)
+        if not (party or approver or self.is_auditor(caller)):
+            # Same answer as for a missing request: ids of others' requests are not disclosed.
+            raise NotFoundError(f"no request {request_id}")
+        return state
+
+    def _may_weigh_in(self, caller: Identity, state: Mapping[str, str]) -> bool:
+        """Whether the caller is in a group a pending request waits for."""
+        if state.get("status") != Status.PENDING_APPROVAL.value or "approval" not in state:
+            return False
+        requirement = Requirement.parse(json.loads(state["approval"]))
+        return any(
+            caller.subject in self._policy.group_members(group) for group in requirement.groups()
+        )
+
+    def effective_status(self, state: Mapping[str, str]) -> str:
+        """The status as of now: a grant past its end, or a pending request past its
+        deadline, reads as expired even before the reconciler has recorded it."""
+        status = state.get("status", Status.FAILED.value)
+        now = self._clock.now()
+        expires = state.get("expires_at")
+        if status in IN_FORCE and expires and parse_time(expires) <= now:
+            return Status.EXPIRED.value
+        deadline = state.get("approval_deadline")
+        if status == Status.PENDING_APPROVAL.value and deadline and parse_time(deadline) <= now:
+            return Status.EXPIRED.value
+        return status
+
+
+def approvals_of(state: Mapping[str, str]) -> list[Approval]:
+    """The approvals given so far to a pending request."""
+    return [
+        Approval(entry["approver"], tuple(entry["groups"]))
+        for entry in json.loads(state.get("approvals", "[]"))
+    ]
+
+
+def handle_of(state: Mapping[str, str]) -> dict[str, str]:
+    """The revocation handle an ``issued`` record left in the request's state (empty if none)."""
+    handle: dict[str, str] = json.loads(state.get("handle", "{}"))
+    return handle
+
+
+def _route(request: AccessRequest, decision: Decision) -> tuple[Decision, Requirement | None]:
+    """The decision to act on, and the approvers to wait for if any. Fails closed: a
+    break-glass request the policy did not treat as one, or an approval the policy asked for
+    without naming valid approvers, is a deny."""
+    if not decision.allow:
+        return decision, None
+    if request.break_glass:
+        if decision.extra.get("break_glass") is not True:
+            return _denied(
+                decision, f"the policy did not accept break-glass for {request.role}"
+            ), None
+        return decision, None
+    if not decision.require_approval:
+        return decision, None
+    try:
+        return decision, Requirement.parse(decision.extra.get("approval"))
+    except ValueError as exc:
+        reason = f"the policy requires approval but names no valid approvers: {exc}"
+        return _denied(decision, reason), None
+
+
+def _denied(decision: Decision, reason: str) -> Decision:
+    return Decision(
+        allow=False,
+        reasons=(reason,),
+        policy_digest=decision.policy_digest,
+        input_digest=decision.input_digest,
+        require_approval=decision.require_approval,
+        extra=decision.extra,
+    )

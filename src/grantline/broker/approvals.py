@@ -1,0 +1,473 @@
+"""Approvals of pending requests, collection of what they issue, and break-glass reviews.
+
+Each change to a request happens under its request lock, so two approvers on two replicas
+cannot both see "one more needed" and leave a met quorum unissued, nor both issue it.
+Whether an approver may approve is the policy's (``data.grantline.approval``); whether the
+approvals so far meet the quorum is counted here (domain/approvals.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+from grantline.broker import records
+from grantline.broker.access import Broker, GrantState, Ledger, Sealer, approvals_of
+from grantline.domain.approvals import Approval, Requirement
+from grantline.domain.clock import Clock
+from grantline.domain.errors import (
+    ConflictError,
+    ForbiddenError,
+    GoneError,
+    NotFoundError,
+)
+from grantline.domain.models import (
+    CredentialType,
+    Decision,
+    Event,
+    Identity,
+    RequestId,
+    ReviewStatus,
+    Status,
+    act_claim,
+    format_time,
+    parse_time,
+)
+from grantline.domain.policy_input import identity_input
+from grantline.issuers.base import GrantSpec
+from grantline.store.keys import Index
+from grantline.store.ledger import Draft
+from grantline.store.log import Effects, to_millis
+
+REVIEWERS = "reviewers"
+MAX_LISTED = 1000
+MAX_ELIGIBLE = 200
+
+
+class RequestLocks(Protocol):
+    def hold(self, request_id: str) -> Any:
+        """An async context manager holding the request's lock."""
+        ...
+
+
+class Pickups(Protocol):
+    async def take(self, request_id: str) -> tuple[bytes, int] | None: ...
+
+    async def put_back(self, request_id: str, sealed: bytes, ttl_ms: int) -> None: ...
+
+
+class Opener(Sealer, Protocol):
+    def open(self, request_id: str, sealed: str | bytes) -> dict[str, Any]: ...
+
+
+class IndexedGrants(GrantState, Protocol):
+    async def indexed(
+        self, name: Index, *, up_to: int | float = ..., limit: int = ...
+    ) -> list[tuple[str, int]]: ...
+
+
+class Approvals:
+    def __init__(
+        self,
+        *,
+        broker: Broker,
+        grants: IndexedGrants,
+        ledger: Ledger,
+        locks: RequestLocks,
+        pickups: Pickups,
+        box: Opener,
+        clock: Clock,
+    ) -> None:
+        self._broker = broker
+        self._grants = grants
+        self._ledger = ledger
+        self._locks = locks
+        self._pickups = pickups
+        self._box = box
+        self._clock = clock
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def view(self, request_id: str) -> dict[str, Any]:
+        """What a pending request waits for: required factors, what is missing, who may
+        still approve (as far as the approval policy says today)."""
+        state = await self._state(request_id)
+        return await self._view(request_id, state)
+
+    async def _view(self, request_id: str, state: Mapping[str, str]) -> dict[str, Any]:
+        requirement = _requirement(state)
+        approvals = approvals_of(state)
+        missing = requirement.missing(approvals)
+        short = {entry["group"] for entry in missing}
+        candidates = sorted(
+            {
+                member
+                for group in short
+                for member in self._broker.policy.group_members(group)
+                if member not in {a.approver for a in approvals}
+            }
+        )[:MAX_ELIGIBLE]
+        eligible = []
+        for member in candidates:
+            decision = await self._evaluate(Identity(member, issuer=""), request_id, state)
+            if decision.allow and short & set(_groups(decision)):
+                eligible.append(member)
+        return {
+            "required": [f.as_dict() for f in requirement.factors],
+            "missing": missing,
+            "eligible": eligible,
+            "approvals": [a.as_dict() for a in approvals],
+            "expires_at": state.get("approval_deadline"),
+        }
+
+    async def pending_for(self, caller: Identity) -> list[dict[str, Any]]:
+        """The pending requests the caller may approve now."""
+        now = self._clock.now()
+        found = []
+        for request_id, deadline_ms in await self._grants.indexed(
+            Index.PENDING_APPROVAL, limit=MAX_LISTED
+        ):
+            if deadline_ms <= to_millis(now):
+                continue
+            state = await self._grants.request(request_id)
+            if state is None or state.get("status") != Status.PENDING_APPROVAL.value:
+                continue
+            approvals = approvals_of(state)
+            if caller.subject in {a.approver for a in approvals}:
+                continue
+            short = {entry["group"] for entry in _requirement(state).missing(approvals)}
+            if not any(caller.subject in self._broker.policy.group_members(g) for g in short):
+                continue
+            decision = await self._evaluate(caller, request_id, state)
+            if decision.allow and short & set(_groups(decision)):
+                found.append(self._broker.summary(request_id, state))
+        return found
+
+    # -- approving and rejecting -------------------------------------------------------------
+
+    async def approve(self, caller: Identity, request_id: str, reason: str) -> dict[str, Any]:
+        """Count the caller's approval; when the quorum is met, issue.
+
+        Raises:
+            NotFoundError: no such request.
+            ConflictError: not pending any more, or the caller already approved it.
+            ForbiddenError: the approval policy refused the caller (recorded).
+            IssuanceError: the quorum was met but the issuer failed (recorded).
+        """
+        async with self._locks.hold(request_id):
+            state = await self._pending_state(request_id)
+            approvals = approvals_of(state)
+            if caller.subject in {a.approver for a in approvals}:
+                raise ConflictError(
+                    f"{caller.subject} already approved request {request_id}; "
+                    "one approver counts once",
+                    code="already_approved",
+                )
+            requirement = _requirement(state)
+            decision = await self._admit(caller, request_id, state, reason, "approve")
+            groups = tuple(g for g in _groups(decision) if g in requirement.groups())
+            approval = Approval(caller.subject, groups)
+            so_far = [*approvals, approval]
+            now = self._clock.now()
+            given = records.draft(
+                request_id,
+                Event.APPROVAL_GIVEN,
+                now,
+                {**_approval_data(caller, reason, decision), "groups": list(groups)},
+                state,
+                effects=Effects(request={"approvals": json.dumps([a.as_dict() for a in so_far])}),
+            )
+            if not requirement.met(so_far):
+                await self._ledger.append([given])
+                self._broker.notifier.notify(
+                    "approval_given", request_id, {"approver": caller.subject}
+                )
+                return await self._answer(request_id)
+            await self._issue(request_id, state, requirement, so_far, given=given, now=now)
+            return await self._answer(request_id)
+
+    async def reject(self, caller: Identity, request_id: str, reason: str) -> dict[str, Any]:
+        """Any approver the policy would let approve may reject; the request ends."""
+        async with self._locks.hold(request_id):
+            state = await self._pending_state(request_id)
+            decision = await self._admit(caller, request_id, state, reason, "reject")
+            now = self._clock.now()
+            data = _approval_data(caller, reason, decision)
+            effects = Effects(
+                request={"status": Status.REJECTED.value, "rejected_by": caller.subject},
+                index_remove=(Index.PENDING_APPROVAL,),
+            )
+            await self._ledger.append(
+                [records.draft(request_id, Event.REJECTED, now, data, state, effects=effects)]
+            )
+            self._broker.notifier.notify(
+                "rejected", request_id, {"by": caller.subject, "reason": reason}
+            )
+            return await self._answer(request_id)
+
+    async def _admit(
+        self,
+        caller: Identity,
+        request_id: str,
+        state: Mapping[str, str],
+        reason: str,
+        action: str,
+    ) -> Decision:
+        """The approval policy's yes for the caller, or a recorded refusal (403)."""
+        decision = await self._evaluate(caller, request_id, state)
+        requirement = _requirement(state)
+        if decision.allow and not set(_groups(decision)) & set(requirement.groups()):
+            decision = Decision(
+                allow=False,
+                reasons=("the approval policy named none of the required groups",),
+                policy_digest=decision.policy_digest,
+                input_digest=decision.input_digest,
+                extra=decision.extra,
+            )
+        if decision.allow:
+            return decision
+        data = {**_approval_data(caller, reason, decision), "action": action}
+        refused = records.draft(request_id, Event.APPROVAL_REFUSED, self._clock.now(), data, state)
+        await self._ledger.append([refused])
+        raise ForbiddenError(
+            f"{caller.subject} may not {action} request {request_id}: "
+            + "; ".join(decision.reasons),
+            code="approval_refused",
+        )
+
+    async def _issue(
+        self,
+        request_id: str,
+        state: Mapping[str, str],
+        requirement: Requirement,
+        approvals: list[Approval],
+        *,
+        given: Draft,
+        now: datetime,
+    ) -> None:
+        issuer = self._broker.issuer_for(state["credential_type"])
+        data = {
+            "by": "approvers",
+            "approvers": requirement.assign(approvals),
+            "requirement": {
+                "all_of": [{"group": f.group, "count": f.count} for f in requirement.factors]
+            },
+        }
+        approved = records.approved(request_id, now, data, state, external=issuer.external)
+        actors = json.loads(state.get("actors", "[]"))
+        spec = GrantSpec(
+            request_id=RequestId(request_id),
+            subject=state["subject"],
+            role=state["role"],
+            target=state["target"],
+            ttl_seconds=int(state["ttl_seconds"]),
+            now=now,
+            actor=act_claim(actors) if actors else None,
+            issuer_config=self._broker.issuer_config(
+                state["role"],
+                {"vault": json.loads(state["issuer_config"])} if "issuer_config" in state else {},
+            ),
+            key_thumbprint=state.get("cnf_jkt", ""),
+        )
+        await self._broker.issue(issuer, spec, [given, approved], state, sealer=self._box)
+        self._broker.notifier.notify(
+            "approved",
+            request_id,
+            {"approvers": [a.approver for a in approvals], "subject": state["subject"]},
+        )
+
+    # -- collecting ----------------------------------------------------------------------------
+
+    async def collect(self, caller: Identity, request_id: str) -> dict[str, Any]:
+        """Hand an approved credential to whoever asked for it, once.
+
+        Raises NotFoundError (not the requester's), ConflictError (not issued yet) or
+        GoneError (already collected, expired, or never waiting).
+        """
+        state = await self._grants.request(request_id)
+        if state is None or caller.subject != state.get("requested_by", state.get("subject")):
+            raise NotFoundError(f"no request {request_id}")
+        taken = await self._pickups.take(request_id)
+        if taken is None:
+            raise self._not_collectable(request_id, state)
+        sealed, ttl_ms = taken
+        secret = self._box.open(request_id, sealed)
+        now = self._clock.now()
+        effects = Effects(request={"pickup": "collected", "collected_at": format_time(now)})
+        collected = records.draft(
+            request_id, Event.COLLECTED, now, {"by": caller.subject}, state, effects=effects
+        )
+        try:
+            await self._ledger.append([collected])
+        except Exception:
+            # Not handed over: it stays waiting for the next try.
+            await self._pickups.put_back(request_id, sealed, ttl_ms)
+            raise
+        return {
+            "request_id": request_id,
+            "status": Status.ISSUED.value,
+            "credential": {
+                "type": state.get("credential_type", CredentialType.JWT.value),
+                **secret,
+            },
+        }
+
+    def _not_collectable(self, request_id: str, state: Mapping[str, str]) -> Exception:
+        status = self._broker.effective_status(state)
+        if status == Status.PENDING_APPROVAL.value:
+            return ConflictError(
+                f"request {request_id} is still waiting for approval", code="not_approved_yet"
+            )
+        if state.get("pickup") == "collected":
+            return GoneError(f"the credential of request {request_id} was already collected")
+        if "pickup" not in state and status in (Status.ISSUED.value, Status.REVOKED.value):
+            return GoneError(
+                f"the credential of request {request_id} was returned when it was issued"
+            )
+        return GoneError(f"request {request_id} is {status}: there is no credential to collect")
+
+    # -- break-glass review --------------------------------------------------------------------
+
+    async def review(self, caller: Identity, request_id: str, reason: str) -> dict[str, Any]:
+        """Record the post-incident review of a break-glass grant (group ``reviewers``)."""
+        if caller.subject not in self._broker.policy.group_members(REVIEWERS):
+            raise ForbiddenError(
+                f"only members of data.grantline.groups.{REVIEWERS} may review break-glass grants"
+            )
+        async with self._locks.hold(request_id):
+            state = await self._state(request_id)
+            if state.get(records.BREAK_GLASS) != "1":
+                raise ConflictError(f"request {request_id} is not a break-glass request")
+            if caller.subject in (state.get("subject"), state.get("requested_by")):
+                raise ForbiddenError("nobody reviews their own break-glass grant")
+            if state.get("review_status") == ReviewStatus.REVIEWED.value:
+                raise ConflictError(
+                    f"request {request_id} was already reviewed by {state.get('reviewed_by')}"
+                )
+            now = self._clock.now()
+            effects = Effects(
+                request={
+                    "review_status": ReviewStatus.REVIEWED.value,
+                    "reviewed_by": caller.subject,
+                    "reviewed_at": format_time(now),
+                },
+                index_remove=(Index.REVIEW_DUE,),
+            )
+            data = {"by": caller.subject, "reason": reason}
+            await self._ledger.append(
+                [records.draft(request_id, Event.REVIEWED, now, data, state, effects=effects)]
+            )
+            return await self._answer(request_id)
+
+    # -- expiry of pending requests --------------------------------------------------------------
+
+    async def expire_pending(self) -> int:
+        """Record ``expired`` for pending requests past their deadline; how many."""
+        now = self._clock.now()
+        expired = 0
+        for request_id, _ in await self._grants.indexed(
+            Index.PENDING_APPROVAL, up_to=to_millis(now), limit=MAX_LISTED
+        ):
+            async with self._locks.hold(request_id):
+                state = await self._grants.request(request_id)
+                if state is not None and await self._expire_if_due(request_id, state):
+                    expired += 1
+        return expired
+
+    async def _expire_if_due(self, request_id: str, state: Mapping[str, str]) -> bool:
+        deadline = state.get("approval_deadline")
+        now = self._clock.now()
+        if state.get("status") != Status.PENDING_APPROVAL.value or not deadline:
+            return False
+        if parse_time(deadline) > now:
+            return False
+        missing = _requirement(state).missing(approvals_of(state))
+        data = {"phase": Status.PENDING_APPROVAL.value, "deadline": deadline, "missing": missing}
+        effects = Effects(
+            request={"status": Status.EXPIRED.value, "expired_at": format_time(now)},
+            index_remove=(Index.PENDING_APPROVAL,),
+        )
+        await self._ledger.append(
+            [records.draft(request_id, Event.EXPIRED, now, data, state, effects=effects)]
+        )
+        self._broker.notifier.notify("expired", request_id, {"phase": "pending_approval"})
+        return True
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    async def _state(self, request_id: str) -> dict[str, str]:
+        state = await self._grants.request(request_id)
+        if state is None:
+            raise NotFoundError(f"no request {request_id}")
+        return state
+
+    async def _pending_state(self, request_id: str) -> dict[str, str]:
+        state = await self._state(request_id)
+        if await self._expire_if_due(request_id, state):
+            raise ConflictError(
+                f"request {request_id} expired waiting for approval", code="not_pending"
+            )
+        status = self._broker.effective_status(state)
+        if status != Status.PENDING_APPROVAL.value:
+            raise ConflictError(
+                f"request {request_id} is {status}, no longer pending approval",
+                code="not_pending",
+            )
+        return state
+
+    async def _evaluate(
+        self, approver: Identity, request_id: str, state: Mapping[str, str]
+    ) -> Decision:
+        now = self._clock.now()
+        active = await self._grants.active_for(approver.subject, now)
+        approval_input = {
+            "approver": identity_input(approver),
+            "approver_active_grants": [grant.as_policy_input() for grant in active],
+            "request": {
+                "request_id": request_id,
+                "subject": state.get("subject", ""),
+                "requested_by": state.get("requested_by", state.get("subject", "")),
+                "actors": json.loads(state.get("actors", "[]")),
+                "role": state.get("role", ""),
+                "target": state.get("target", ""),
+                "ttl_seconds": int(state.get("ttl_seconds", "0")),
+                "credential_type": state.get("credential_type", ""),
+            },
+            "approval": _requirement(state).as_dict(),
+            "now": format_time(now),
+        }
+        return self._broker.policy.evaluate_approval(approval_input)
+
+    async def _answer(self, request_id: str) -> dict[str, Any]:
+        state = await self._state(request_id)
+        answer = self._broker.summary(request_id, state)
+        if answer["status"] == Status.PENDING_APPROVAL.value:
+            answer["approval"] = await self._view(request_id, state)
+        return answer
+
+
+def _requirement(state: Mapping[str, str]) -> Requirement:
+    if "approval" not in state:
+        raise ConflictError("the request does not wait for approval", code="not_pending")
+    return Requirement.parse(json.loads(state["approval"]))
+
+
+def _groups(decision: Decision) -> list[str]:
+    groups = decision.extra.get("groups", [])
+    return [g for g in groups if isinstance(g, str)] if isinstance(groups, list) else []
+
+
+def _approval_data(caller: Identity, reason: str, decision: Decision) -> dict[str, Any]:
+    return {
+        "approver": records.identity_evidence(caller),
+        "reason": reason,
+        "decision": {
+            "allow": decision.allow,
+            "reasons": list(decision.reasons),
+            "rule": str(decision.extra.get("rule", "")),
+            "policy_digest": decision.policy_digest,
+            "input_digest": decision.input_digest,
+        },
+    }
