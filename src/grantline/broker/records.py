@@ -95,6 +95,7 @@ def requested(
         state["actors"] = json.dumps(list(delegation.chain))
     if request.get("break_glass"):
         state[BREAK_GLASS] = "1"
+        data[BREAK_GLASS] = True
     if request.get("public_key_thumbprint"):
         state["cnf_jkt"] = request["public_key_thumbprint"]
     return Draft(request_id, Event.REQUESTED, now, data, Effects(request=state))

@@ -9,30 +9,42 @@ from grantline.policy.cases import (
     run_policy_tests,
     summarize,
 )
-from grantline.policy.embedded import ENGINE_ERROR, ENTRYPOINT, EmbeddedRegoEngine
+from grantline.policy.embedded import (
+    APPROVAL_ENTRYPOINT,
+    ENGINE_ERROR,
+    ENTRYPOINT,
+    EmbeddedRegoEngine,
+)
 from grantline.policy.engine import (
+    NO_APPROVAL_RULE,
     PolicyEngine,
+    approval_problem,
     canonical_input,
     decision_problem,
     input_digest,
+    parse_approval,
     parse_decision,
 )
 from grantline.policy.index import build_index
 
 __all__ = [
+    "APPROVAL_ENTRYPOINT",
     "ENGINE_ERROR",
     "ENTRYPOINT",
+    "NO_APPROVAL_RULE",
     "CaseResult",
     "DecisionCase",
     "EmbeddedRegoEngine",
     "PolicyBundle",
     "PolicyEngine",
+    "approval_problem",
     "build_index",
     "canonical_input",
     "decision_problem",
     "input_digest",
     "load_cases",
     "manifest_digest",
+    "parse_approval",
     "parse_decision",
     "run_cases",
     "run_policy_tests",

@@ -1,4 +1,5 @@
-"""Table-driven policy tests: decision cases (input -> expected decision) run through an engine."""
+"""Table-driven policy tests: cases (input -> expected answer) run through an engine's
+decision or approval entrypoint."""
 
 from __future__ import annotations
 
@@ -15,7 +16,15 @@ from grantline.policy.bundle import TESTS_DIR
 from grantline.policy.embedded import EmbeddedRegoEngine
 from grantline.policy.engine import PolicyEngine
 
-_EXPECT_KEYS = frozenset({"allow", "reasons_include", "rule", "require_approval"})
+_EXPECT_KEYS = frozenset(
+    {"allow", "reasons_include", "rule", "require_approval", "groups", "break_glass", "approval"}
+)
+# Expectations compared as they are with the same key of Decision.extra.
+_EXTRA_KEYS = ("rule", "groups", "approval")
+DECISION = "decision"
+APPROVAL = "approval"
+_ENTRYPOINTS = frozenset({DECISION, APPROVAL})
+_CASE_KEYS = frozenset({"name", "entrypoint", "input", "expect"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +33,7 @@ class DecisionCase:
     input: Mapping[str, Any]
     expect: Mapping[str, Any]
     source: str = ""
+    entrypoint: str = DECISION
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,16 +44,20 @@ class CaseResult:
     actual: Decision
     message: str = ""
     source: str = field(default="", compare=False)
+    entrypoint: str = DECISION
 
 
 def load_cases(path: Path) -> list[DecisionCase]:
     """The cases in a file, or in every ``*.json`` of a directory (sorted by name).
 
-    A case file is a JSON list of ``{"name", "input", "expect"}``; ``expect`` holds ``allow``
-    and optionally ``reasons_include`` (substrings each found in some reason), ``rule`` and
-    ``require_approval``. Cases stand in for Rego ``test_*`` rules, which would need
-    ``with input as``, on which regopy 1.3-1.5 crash. Raises :class:`ConfigError` for an
-    unreadable or malformed file or a repeated case name.
+    A case file is a JSON list of ``{"name", "input", "expect"}`` and an optional
+    ``"entrypoint"``: ``"decision"`` (the default) or ``"approval"``. ``expect`` holds
+    ``allow`` and optionally ``reasons_include`` (substrings each found in some reason),
+    ``require_approval``, ``break_glass`` (false when the answer has none), and ``rule``,
+    ``groups`` and ``approval``, each compared exactly with the answer's own. Cases stand in
+    for Rego ``test_*`` rules, which would need ``with input as``, on which regopy 1.3-1.5
+    crash. Raises :class:`ConfigError` for an unreadable or malformed file or a repeated
+    case name.
     """
     files = sorted(path.glob("*.json")) if path.is_dir() else [path]
     cases = [case for file in files for case in _load_file(file)]
@@ -54,7 +68,8 @@ def load_cases(path: Path) -> list[DecisionCase]:
 
 
 def run_cases(engine: PolicyEngine, cases: Iterable[DecisionCase]) -> list[CaseResult]:
-    """Evaluate every case through ``engine.evaluate``, the path the broker uses."""
+    """Evaluate every case through ``engine.evaluate`` or ``engine.evaluate_approval``, the
+    paths the broker uses."""
     return [_run(engine, case) for case in cases]
 
 
@@ -77,12 +92,19 @@ def summarize(results: Sequence[CaseResult], *, policy_digest: str = "") -> str:
     failed = [r for r in results if not r.passed]
     lines = [f"FAIL {r.name} ({r.source}): {r.message}" for r in failed]
     lines.append(f"{len(results) - len(failed)} passed, {len(failed)} failed ({policy_digest})")
-    rules = Counter(str(r.actual.extra.get("rule", "-")) for r in results)
+    rules = Counter(_rule_exercised(r) for r in results)
     lines.append("rules: " + ", ".join(f"{rule} x{n}" for rule, n in sorted(rules.items())))
     reasons = Counter(reason for r in results for reason in r.actual.reasons)
     lines.append(f"reasons ({len(reasons)} distinct):")
     lines += [f"  {n:3d}  {_printable(reason)}" for reason, n in sorted(reasons.items())]
     return "\n".join(lines)
+
+
+def _rule_exercised(result: CaseResult) -> str:
+    if result.entrypoint == APPROVAL:
+        # Every approval answer names the rule "approval"; what it decided tells cases apart.
+        return "approver allowed" if result.actual.allow else "approver denied"
+    return str(result.actual.extra.get("rule", "-"))
 
 
 def _printable(text: str) -> str:
@@ -91,7 +113,10 @@ def _printable(text: str) -> str:
 
 
 def _run(engine: PolicyEngine, case: DecisionCase) -> CaseResult:
-    decision = engine.evaluate(case.input)
+    if case.entrypoint == APPROVAL:
+        decision = engine.evaluate_approval(case.input)
+    else:
+        decision = engine.evaluate(case.input)
     problems = _mismatches(case.expect, decision)
     return CaseResult(
         name=case.name,
@@ -100,6 +125,7 @@ def _run(engine: PolicyEngine, case: DecisionCase) -> CaseResult:
         actual=decision,
         message="; ".join(problems),
         source=case.source,
+        entrypoint=case.entrypoint,
     )
 
 
@@ -110,11 +136,15 @@ def _mismatches(expect: Mapping[str, Any], decision: Decision) -> list[str]:
     for fragment in expect.get("reasons_include", []):
         if not any(fragment in reason for reason in decision.reasons):
             problems.append(f"no reason contains {fragment!r}")
-    if "rule" in expect and decision.extra.get("rule") != expect["rule"]:
-        problems.append(f"expected rule {expect['rule']!r}, got {decision.extra.get('rule')!r}")
+    for key in _EXTRA_KEYS:
+        if key in expect and decision.extra.get(key) != expect[key]:
+            problems.append(f"expected {key} {expect[key]!r}, got {decision.extra.get(key)!r}")
     wanted = expect.get("require_approval")
     if wanted is not None and decision.require_approval is not wanted:
         problems.append(f"expected require_approval={wanted}")
+    glass = expect.get("break_glass")
+    if glass is not None and decision.extra.get("break_glass", False) is not glass:
+        problems.append(f"expected break_glass={glass}")
     if problems:
         problems.append(f"reasons were {list(decision.reasons)}")
     return problems
@@ -134,6 +164,9 @@ def _case(file: Path, position: int, entry: Any) -> DecisionCase:
     where = f"{file} case {position}"
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
         raise ConfigError(f"{where} must be an object with a string name")
+    unknown_keys = set(entry) - _CASE_KEYS
+    if unknown_keys:
+        raise ConfigError(f"{where} ({entry['name']}) has unknown keys {sorted(unknown_keys)}")
     if not isinstance(entry.get("input"), dict):
         raise ConfigError(f"{where} ({entry['name']}) needs an input object")
     expect = entry.get("expect")
@@ -146,4 +179,12 @@ def _case(file: Path, position: int, entry: Any) -> DecisionCase:
     fragments = expect.get("reasons_include", [])
     if not isinstance(fragments, list) or not all(isinstance(f, str) for f in fragments):
         raise ConfigError(f"{where} ({entry['name']}): reasons_include must list strings")
-    return DecisionCase(entry["name"], entry["input"], expect, file.name)
+    for key in ("require_approval", "break_glass"):
+        if not isinstance(expect.get(key, False), bool):
+            raise ConfigError(f"{where} ({entry['name']}): expect.{key} must be a boolean")
+    entrypoint = entry.get("entrypoint", DECISION)
+    if not isinstance(entrypoint, str) or entrypoint not in _ENTRYPOINTS:
+        raise ConfigError(
+            f"{where} ({entry['name']}): entrypoint must be one of {sorted(_ENTRYPOINTS)}"
+        )
+    return DecisionCase(entry["name"], entry["input"], expect, file.name, entrypoint)

@@ -23,15 +23,19 @@ from grantline.domain.errors import ConfigError, PolicyError
 from grantline.domain.models import Decision
 from grantline.policy.bundle import PolicyBundle, StatFingerprint, stat_fingerprint
 from grantline.policy.engine import (
+    NO_APPROVAL_RULE,
     UNDIGESTIBLE_INPUT,
+    approval_problem,
     canonical_input,
     decision_problem,
     digest_of,
+    parse_approval,
     parse_decision,
 )
 from grantline.policy.index import with_index
 
 ENTRYPOINT = "grantline/decision"
+APPROVAL_ENTRYPOINT = "grantline/approval"
 # Marks, in Decision.extra, a deny caused by the engine failing rather than by the policy.
 ENGINE_ERROR = "engine_error"
 _ERRORMSG = re.compile(rb"\(errormsg (\d+):")
@@ -39,6 +43,12 @@ _ERROR_AT = re.compile(rb"\(error (\d+):")
 _ERROR_OFFSET = re.compile(rb"\|(\d+)\|")
 # rego-cpp keeps strings JSON-escaped inside; these are the characters escaping changes.
 _NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
+# rego-cpp answers "undefined" alike for a rule that is not there and one undefined for the
+# input, so whether the approval rule exists is read from the source: a top-level line that
+# opens with `approval` (or `default approval`) in a module of package grantline. A wrong
+# reading only changes which reason a deny gives.
+_PACKAGE_GRANTLINE = re.compile(r"^package[ \t]+grantline[ \t]*(?:#.*)?$", re.MULTILINE)
+_APPROVAL_HEAD = re.compile(r"^(?:default[ \t]+)?approval\b", re.MULTILINE)
 
 
 class EmbeddedRegoEngine:
@@ -82,23 +92,11 @@ class EmbeddedRegoEngine:
         return self._reload_error
 
     def evaluate(self, policy_input: Mapping[str, Any]) -> Decision:
-        try:
-            canonical = canonical_input(policy_input)
-        except PolicyError as exc:
-            return Decision.deny(
-                exc.message, policy_digest=self.digest, input_digest=UNDIGESTIBLE_INPUT
-            )
-        digest = digest_of(canonical)
-        compiled, raw = self._query(policy_input, canonical)
-        if isinstance(raw, PolicyError):
-            return Decision(
-                allow=False,
-                reasons=(raw.message,),
-                policy_digest=compiled.bundle.digest,
-                input_digest=digest,
-                extra={ENGINE_ERROR: True},
-            )
-        return parse_decision(raw, policy_digest=compiled.bundle.digest, input_digest=digest)
+        return self._evaluate(policy_input, ENTRYPOINT, parse_decision)
+
+    def evaluate_approval(self, approval_input: Mapping[str, Any]) -> Decision:
+        """The policy's ``approval`` answer; a policy without that rule denies every approval."""
+        return self._evaluate(approval_input, APPROVAL_ENTRYPOINT, parse_approval)
 
     def group_members(self, group: str) -> frozenset[str]:
         """Subjects of ``data.grantline.groups[group]`` in the bundle in force (empty if none)."""
@@ -119,7 +117,7 @@ class EmbeddedRegoEngine:
         """Whether the bundle in force still answers an empty input with a decision."""
         with self._lock:
             try:
-                raw = self._active.query({}, b"{}")
+                raw = self._active.query({}, b"{}", ENTRYPOINT)
             except PolicyError:
                 return False
         return decision_problem(raw) is None
@@ -151,12 +149,42 @@ class EmbeddedRegoEngine:
                 return self._refuse(fingerprint, exc)
             return True
 
-    def _query(self, policy_input: Mapping[str, Any], canonical: bytes) -> tuple[_Compiled, Any]:
-        """The bundle that decided and its raw answer, or the :class:`PolicyError` it raised."""
+    def _evaluate(
+        self, policy_input: Mapping[str, Any], entrypoint: str, parse: _Parser
+    ) -> Decision:
+        try:
+            canonical = canonical_input(policy_input)
+        except PolicyError as exc:
+            return Decision.deny(
+                exc.message, policy_digest=self.digest, input_digest=UNDIGESTIBLE_INPUT
+            )
+        digest = digest_of(canonical)
+        compiled, raw = self._query(policy_input, canonical, entrypoint)
+        if raw is _NO_RULE:
+            return Decision.deny(
+                NO_APPROVAL_RULE, policy_digest=compiled.bundle.digest, input_digest=digest
+            )
+        if isinstance(raw, PolicyError):
+            return Decision(
+                allow=False,
+                reasons=(raw.message,),
+                policy_digest=compiled.bundle.digest,
+                input_digest=digest,
+                extra={ENGINE_ERROR: True},
+            )
+        return parse(raw, policy_digest=compiled.bundle.digest, input_digest=digest)
+
+    def _query(
+        self, policy_input: Mapping[str, Any], canonical: bytes, entrypoint: str
+    ) -> tuple[_Compiled, Any]:
+        """The bundle that answered and its raw answer, the :class:`PolicyError` it raised,
+        or ``_NO_RULE`` when its policy does not define ``entrypoint``."""
         with self._lock:
             compiled = self._active
+            if entrypoint not in compiled.entrypoints:
+                return compiled, _NO_RULE
             try:
-                return compiled, compiled.query(policy_input, canonical)
+                return compiled, compiled.query(policy_input, canonical, entrypoint)
             except PolicyError as exc:
                 return compiled, exc
 
@@ -181,23 +209,35 @@ class EmbeddedRegoEngine:
         return compiled
 
 
+_Parser = Callable[..., Decision]
+# What _query answers for an entrypoint the policy does not define.
+_NO_RULE = object()
+
+
 @dataclass(frozen=True, slots=True)
 class _Compiled:
-    """One bundle compiled by one interpreter; the caller holds the engine's lock to query."""
+    """One bundle compiled by one interpreter; the caller holds the engine's lock to query.
+
+    ``entrypoints`` are those the policy defines: the decision always (a bundle without it
+    is refused), the approval rule when its source has one.
+    """
 
     bundle: PolicyBundle
     interpreter: Any
     rego_bundle: Any
     set_input: Callable[[Any, Mapping[str, Any], bytes], None]
+    entrypoints: frozenset[str]
 
     def with_bundle(self, bundle: PolicyBundle) -> _Compiled:
-        return _Compiled(bundle, self.interpreter, self.rego_bundle, self.set_input)
+        return _Compiled(
+            bundle, self.interpreter, self.rego_bundle, self.set_input, self.entrypoints
+        )
 
-    def query(self, policy_input: Mapping[str, Any], canonical: bytes) -> Any:
-        """The decision document, or None when undefined. Raises :class:`PolicyError`."""
+    def query(self, policy_input: Mapping[str, Any], canonical: bytes, entrypoint: str) -> Any:
+        """The document at ``entrypoint``, or None when undefined. Raises :class:`PolicyError`."""
         try:
             self.set_input(self.interpreter, policy_input, canonical)
-            output = self.interpreter.query_bundle_entrypoint(self.rego_bundle, ENTRYPOINT)
+            output = self.interpreter.query_bundle_entrypoint(self.rego_bundle, entrypoint)
             ok, text = bool(output.ok()), str(output)
         # regopy raises RegoError, and json errors when rego-cpp reports an error as text.
         except Exception as exc:
@@ -217,14 +257,22 @@ def _compile(bundle: PolicyBundle) -> _Compiled:
         for name, source in bundle.modules.items():
             interpreter.add_module(name, source)
         interpreter.add_data_json(data_json)
-        rego_bundle = interpreter.build(None, entrypoints=[ENTRYPOINT])
+        rego_bundle = interpreter.build(None, entrypoints=[ENTRYPOINT, APPROVAL_ENTRYPOINT])
         ok = bool(rego_bundle.ok())
     except Exception as exc:
         problem = _describe(exc, bundle.modules)
         raise ConfigError(f"policy in {bundle.root} does not compile: {problem}") from exc
     if not ok:
         raise ConfigError(f"policy in {bundle.root} does not compile")
-    return _Compiled(bundle, interpreter, rego_bundle, _input_setter())
+    entrypoints = {ENTRYPOINT} | ({APPROVAL_ENTRYPOINT} if _defines_approval(bundle) else set())
+    return _Compiled(bundle, interpreter, rego_bundle, _input_setter(), frozenset(entrypoints))
+
+
+def _defines_approval(bundle: PolicyBundle) -> bool:
+    return any(
+        _PACKAGE_GRANTLINE.search(source) and _APPROVAL_HEAD.search(source)
+        for source in bundle.modules.values()
+    )
 
 
 def _data_json(bundle: PolicyBundle) -> str:
@@ -239,7 +287,7 @@ def _first_answer_problem(compiled: _Compiled, *, accept_allow_all: bool) -> str
     # rego-cpp compiles some broken policies (an unknown function, recursion) and fails only
     # when they run, so a bundle must first answer an empty input, and answer it with a deny.
     try:
-        raw = compiled.query({}, b"{}")
+        raw = compiled.query({}, b"{}", ENTRYPOINT)
     except PolicyError as exc:
         return f"it fails on an empty input: {exc.message}"
     problem = decision_problem(raw)
@@ -247,6 +295,25 @@ def _first_answer_problem(compiled: _Compiled, *, accept_allow_all: bool) -> str
         return f"on an empty input, {problem}"
     if raw["allow"] is True and not accept_allow_all:
         return "it allows an empty input, so it would allow anything"
+    if APPROVAL_ENTRYPOINT in compiled.entrypoints:
+        return _first_approval_problem(compiled, accept_allow_all=accept_allow_all)
+    return None
+
+
+def _first_approval_problem(compiled: _Compiled, *, accept_allow_all: bool) -> str | None:
+    # Undefined is let through: the rule may hold only for inputs shaped as the broker
+    # sends them, and an undefined answer denies (NO_DECISION) like any other.
+    try:
+        raw = compiled.query({}, b"{}", APPROVAL_ENTRYPOINT)
+    except PolicyError as exc:
+        return f"its approval rule fails on an empty input: {exc.message}"
+    if raw is None:
+        return None
+    problem = approval_problem(raw)
+    if problem is not None:
+        return f"on an empty input, its approval rule is malformed ({problem})"
+    if raw["allow"] is True and not accept_allow_all:
+        return "its approval rule allows an empty input, so it would let anyone approve"
     return None
 
 

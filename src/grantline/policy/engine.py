@@ -15,11 +15,16 @@ from grantline.evidence.canonical import canonicalize
 NO_DECISION = "policy returned no decision"
 MALFORMED = "policy decision is malformed"
 SILENT_DENY = "policy denied the request without giving a reason"
+NO_APPROVAL_RULE = "the policy has no approval rule"
 # Stands in for the input digest when the input cannot be canonicalised, so cannot be hashed.
 UNDIGESTIBLE_INPUT = "none"
 
 _REASONS = "reasons must be a list of strings"
 _APPROVAL = "require_approval must be a boolean"
+_BREAK_GLASS = "break_glass must be a boolean"
+_FACTORS = "approval must be an object whose all_of lists {group, count >= 1, members} factors"
+_GROUPS = "groups must be a list of group names"
+_GROUPLESS_ALLOW = "an allowed approval must name the groups the approver counts for"
 _KNOWN_KEYS = frozenset({"allow", "reasons", "require_approval"})
 
 
@@ -33,6 +38,14 @@ class PolicyEngine(Protocol):
 
     def evaluate(self, policy_input: Mapping[str, Any]) -> Decision:
         """The decision on ``policy_input``. Never raises: anything but a proven allow denies."""
+        ...
+
+    def evaluate_approval(self, approval_input: Mapping[str, Any]) -> Decision:
+        """Whether one approver may approve one pending request (``data.grantline.approval``).
+
+        ``extra["groups"]`` names the required groups the approver counts for. Never raises:
+        anything but a proven allow, naming at least one group, denies.
+        """
         ...
 
     def ready(self) -> bool:
@@ -87,18 +100,38 @@ def decision_problem(raw: Any) -> str | None:
         (isinstance(raw.get("allow"), bool), "allow must be a boolean"),
         (isinstance(reasons, list) and all(isinstance(r, str) for r in reasons), _REASONS),
         (isinstance(raw.get("require_approval", False), bool), _APPROVAL),
+        (isinstance(raw.get("break_glass", False), bool), _BREAK_GLASS),
+        ("approval" not in raw or _factors_listed(raw["approval"]), _FACTORS),
     ):
         if not valid:
             return f"{MALFORMED}: {requirement}"
     return None
 
 
+def approval_problem(raw: Any) -> str | None:
+    """Why ``raw`` is not a well-formed approval answer, or None when it is.
+
+    An approval answer is a decision whose ``groups`` lists group names, and an allow must
+    name at least one: the broker counts the approver towards one of them.
+    """
+    problem = decision_problem(raw)
+    if problem is not None:
+        return problem
+    groups = raw.get("groups")
+    if not (isinstance(groups, list) and all(isinstance(g, str) for g in groups)):
+        return f"{MALFORMED}: {_GROUPS}"
+    if raw["allow"] is True and not groups:
+        return f"{MALFORMED}: {_GROUPLESS_ALLOW}"
+    return None
+
+
 def parse_decision(raw: Any, *, policy_digest: str, input_digest: str) -> Decision:
     """Read what a policy returned as a :class:`Decision`, failing closed.
 
-    Only an object whose ``allow`` is exactly ``true``, with ``reasons`` a list of strings and
-    an optional boolean ``require_approval``, can allow; anything else is a deny whose reason
-    says what was wrong. Other keys are kept in ``Decision.extra``.
+    Only an object whose ``allow`` is exactly ``true``, with ``reasons`` a list of strings,
+    an optional boolean ``require_approval`` and ``break_glass``, and an optional ``approval``
+    block listing its factors, can allow; anything else is a deny whose reason says what was
+    wrong. Other keys are kept in ``Decision.extra``.
     """
     problem = decision_problem(raw)
     if problem is not None:
@@ -114,6 +147,42 @@ def parse_decision(raw: Any, *, policy_digest: str, input_digest: str) -> Decisi
         input_digest=input_digest,
         require_approval=raw.get("require_approval", False),
         extra={key: value for key, value in raw.items() if key not in _KNOWN_KEYS},
+    )
+
+
+def parse_approval(raw: Any, *, policy_digest: str, input_digest: str) -> Decision:
+    """Read what a policy's approval rule returned as a :class:`Decision`, failing closed.
+
+    As :func:`parse_decision`, and only an answer that :func:`approval_problem` accepts can
+    allow; ``extra["groups"]`` holds the groups the approver counts for.
+    """
+    problem = approval_problem(raw)
+    if problem is not None:
+        return Decision.deny(problem, policy_digest=policy_digest, input_digest=input_digest)
+    return parse_decision(raw, policy_digest=policy_digest, input_digest=input_digest)
+
+
+def _factors_listed(approval: Any) -> bool:
+    """Whether a decision's approval block is ``{"all_of": [{group, count, members}, ...]}``."""
+    factors = approval.get("all_of") if isinstance(approval, dict) else None
+    return (
+        isinstance(factors, list)
+        and len(factors) > 0
+        and all(_factor_listed(factor) for factor in factors)
+    )
+
+
+def _factor_listed(factor: Any) -> bool:
+    if not isinstance(factor, dict):
+        return False
+    count, members = factor.get("count"), factor.get("members")
+    return (
+        isinstance(factor.get("group"), str)
+        and isinstance(count, int)
+        and not isinstance(count, bool)
+        and count >= 1
+        and isinstance(members, list)
+        and all(isinstance(m, str) for m in members)
     )
 
 

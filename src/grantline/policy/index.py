@@ -43,19 +43,24 @@ def build_index(
     Keyed by role: ``roles`` (its configuration), ``sod_conflicts`` (the sorted roles it may
     not be held with; pairs count both ways) and ``glob_bindings`` (the sorted subject
     patterns bound to it); keyed by exact subject: ``bindings_by_subject`` (its sorted
-    roles). Each is a hash table (module docstring); ``stored_form`` maps a key to the
-    string the engine hashes (rego-cpp hashes strings in their JSON-escaped form).
+    roles) and ``memberships`` (the sorted groups it belongs to); keyed by group:
+    ``groups`` (its sorted members). Each is a hash table (module docstring);
+    ``stored_form`` maps a key to the string the engine hashes (rego-cpp hashes strings in
+    their JSON-escaped form).
     """
     config = data.get(CONFIG_KEY, {})
     _require(isinstance(config, dict), f"data.{CONFIG_KEY} must be an object")
     roles = config.get("roles", {})
     check_roles(roles)
+    members = check_groups(config.get("groups", {}))
     exact, globs = _index_bindings(config.get("bindings", []))
     return {
         "roles": hash_table(roles, stored_form),
         "bindings_by_subject": hash_table(exact, stored_form),
         "glob_bindings": hash_table(globs, stored_form),
         "sod_conflicts": hash_table(_index_sod(config.get("sod", [])), stored_form),
+        "groups": hash_table(members, stored_form),
+        "memberships": hash_table(_index_memberships(members), stored_form),
     }
 
 
@@ -92,7 +97,7 @@ def check_roles(roles: Any) -> None:
         _require(isinstance(role, dict), f"{where} must be an object")
         cap = role.get("max_ttl_seconds")
         _require(
-            isinstance(cap, int) and not isinstance(cap, bool) and cap >= 1,
+            _whole(cap, 1),
             f"{where}.max_ttl_seconds must be a whole number of seconds, at least 1",
         )
         _require(_non_empty_strings(role.get("targets")), f"{where}.targets must list targets")
@@ -102,6 +107,65 @@ def check_roles(roles: Any) -> None:
             f"{where}.credential_types must list some of {sorted(_CREDENTIAL_TYPES)}",
         )
         _check_vault(role.get("vault"), types, where)
+        # Present means checked, null included: the policy tells a block from its absence.
+        if "approval" in role:
+            _check_approval(role["approval"], where)
+        if "break_glass" in role:
+            _check_break_glass(role["break_glass"], cap, where)
+        _require(
+            isinstance(role.get("human_only", False), bool),
+            f"{where}.human_only must be true or false",
+        )
+
+
+def check_groups(groups: Any) -> dict[str, list[str]]:
+    """``data.grantline.groups`` with each group's members sorted, once checked.
+
+    Raises :class:`ConfigError` unless it is an object of lists of non-empty strings.
+    """
+    _require(isinstance(groups, dict), "data.grantline.groups must be an object")
+    for name, members in groups.items():
+        _require(
+            _strings(members),
+            f"data.grantline.groups[{name!r}] must be a list of subjects (non-empty strings)",
+        )
+    return {name: sorted(set(members)) for name, members in groups.items()}
+
+
+def _check_approval(approval: Any, where: str) -> None:
+    """A role's approval block: ``{"all_of": [{"group": name, "count": n >= 1}, ...]}``."""
+    what = f"{where}.approval"
+    _require(isinstance(approval, dict), f"{what} must be an object")
+    factors = approval.get("all_of")
+    _require(
+        isinstance(factors, list) and len(factors) > 0,
+        f"{what}.all_of must be a non-empty list of {{group, count}} factors",
+    )
+    seen: set[str] = set()
+    for position, factor in enumerate(factors):
+        at = f"{what}.all_of[{position}]"
+        _require(isinstance(factor, dict), f"{at} must be an object with a group and a count")
+        group = factor.get("group")
+        _require(isinstance(group, str) and group != "", f"{at}.group must be a group name")
+        _require(_whole(factor.get("count"), 1), f"{at}.count must be a whole number, at least 1")
+        # The approval entrypoint and the broker name factors by their group, so a group
+        # appears once; one factor with a higher count says the same thing unambiguously.
+        _require(group not in seen, f"{at} names group {group!r} again; raise its count instead")
+        seen.add(group)
+
+
+def _check_break_glass(block: Any, role_cap: int, where: str) -> None:
+    """A role's break_glass block: ``{"max_ttl_seconds": n}``, n between 1 and the role's cap."""
+    what = f"{where}.break_glass"
+    _require(isinstance(block, dict), f"{what} must be an object")
+    cap = block.get("max_ttl_seconds")
+    _require(
+        _whole(cap, 1), f"{what}.max_ttl_seconds must be a whole number of seconds, at least 1"
+    )
+    _require(
+        cap <= role_cap,
+        f"{what}.max_ttl_seconds ({cap}) must not exceed the role's max_ttl_seconds ({role_cap})",
+    )
 
 
 def _check_vault(vault: Any, types: list[str], where: str) -> None:
@@ -159,6 +223,19 @@ def _index_sod(pairs: Any) -> dict[str, list[str]]:
         conflicts[first].add(second)
         conflicts[second].add(first)
     return {role: sorted(others) for role, others in conflicts.items()}
+
+
+def _index_memberships(members: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """Subject -> the sorted groups it is a member of."""
+    groups_of: defaultdict[str, set[str]] = defaultdict(set)
+    for group, subjects in members.items():
+        for subject in subjects:
+            groups_of[subject].add(group)
+    return {subject: sorted(groups) for subject, groups in groups_of.items()}
+
+
+def _whole(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
 def _strings(value: Any) -> bool:

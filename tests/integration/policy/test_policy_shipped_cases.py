@@ -36,11 +36,18 @@ def json_text_engine() -> EmbeddedRegoEngine:
         return EmbeddedRegoEngine(SHIPPED)
 
 
-def test_there_are_cases_for_allow_and_for_deny() -> None:
-    outcomes = {case.expect["allow"] for case in CASES}
+def test_there_are_cases_for_allow_and_for_deny_at_each_entrypoint() -> None:
+    for entrypoint in ("decision", "approval"):
+        outcomes = {case.expect["allow"] for case in CASES if case.entrypoint == entrypoint}
 
-    assert outcomes == {True, False}
+        assert outcomes == {True, False}, entrypoint
     assert len(CASES) >= 30
+
+
+def test_the_cases_exercise_every_rule_of_the_decision() -> None:
+    rules = {case.expect.get("rule") for case in CASES if case.entrypoint == "decision"}
+
+    assert {"rbac", "approval", "break_glass", "deny"} <= rules
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
@@ -56,7 +63,12 @@ def test_shipped_policy_decides_the_case_as_expected(
 def test_json_text_input_decides_exactly_like_escaped_input(
     engine: EmbeddedRegoEngine, json_text_engine: EmbeddedRegoEngine, case: DecisionCase
 ) -> None:
-    assert json_text_engine.evaluate(case.input) == engine.evaluate(case.input)
+    if case.entrypoint == "approval":
+        assert json_text_engine.evaluate_approval(case.input) == engine.evaluate_approval(
+            case.input
+        )
+    else:
+        assert json_text_engine.evaluate(case.input) == engine.evaluate(case.input)
 
 
 def test_the_escaped_input_path_is_in_use_on_this_regopy() -> None:
@@ -93,7 +105,9 @@ def test_the_policy_test_runner_passes_the_shipped_directory() -> None:
 
     assert all(result.passed for result in results), summary
     assert f"{len(CASES)} passed, 0 failed" in summary
-    assert "rules: deny x" in summary
+    assert "deny x" in summary
+    assert "approver allowed x" in summary
+    assert "approver denied x" in summary
 
 
 def test_the_engine_is_ready(engine: EmbeddedRegoEngine) -> None:

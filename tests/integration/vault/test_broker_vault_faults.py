@@ -4,6 +4,7 @@ with the store failing (or the process dying) at the worst moment."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from tests.conftest import POLICIES, Bao
 
 from grantline.broker import Broker
+from grantline.broker.approvals import Approvals
 from grantline.domain.clock import SystemClock
 from grantline.domain.errors import DependencyUnavailableError
 from grantline.domain.models import AccessRequest, CredentialType, Event, Identity, Ttl
@@ -28,8 +30,9 @@ from grantline.reconcile.reconciler import Reconciler, ReconcileSettings
 from grantline.store.connection import StoreSettings, connect
 from grantline.store.grants import RedisGrants
 from grantline.store.ledger import Draft, Ledger
-from grantline.store.lock import StoreLock
+from grantline.store.lock import RequestLocks, StoreLock
 from grantline.store.log import RedisLog
+from grantline.store.pickup import PickupBox, PickupStore
 
 CI = Identity("spiffe://example.org/ci-runner", "https://dev.grantline.local", {})
 REQUESTS = {
@@ -93,8 +96,18 @@ async def build(
         introspector=jwt_issuer,
         clock=SystemClock(),
     )
+    approvals = Approvals(
+        broker=broker,
+        grants=grants,
+        ledger=ledger,
+        locks=RequestLocks(client),
+        pickups=PickupStore(client),
+        box=PickupBox(os.urandom(32)),
+        clock=SystemClock(),
+    )
     reconciler = Reconciler(
         broker=broker,
+        approvals=approvals,
         grants=grants,
         ledger=ledger,
         issuers=issuers,

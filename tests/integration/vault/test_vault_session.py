@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import http.server
-import json
-import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from tests.conftest import Bao
@@ -19,7 +14,6 @@ from grantline.domain.models import RequestId
 from grantline.issuers.base import GrantSpec
 from grantline.issuers.vault.client import VaultClient, VaultSettings
 from grantline.issuers.vault.token import VaultTokenIssuer
-from grantline.reconcile.alerts import SIGNATURE_HEADER, Alerts, signature
 
 KV = {"policies": ["grantline-kv-read"]}
 
@@ -88,46 +82,3 @@ async def test_the_shipped_broker_policy_cannot_read_secrets_or_mint_outside_its
 def test_vault_settings_without_credentials_are_refused() -> None:
     with pytest.raises(ConfigError, match="GRANTLINE_VAULT_TOKEN"):
         VaultClient(VaultSettings(addr="http://127.0.0.1:8200"))
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
-    received: list[tuple[dict[str, str], bytes]] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append((dict(self.headers), body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *_: Any) -> None:
-            return None
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    server.shutdown()
-    server.server_close()
-
-
-async def test_an_alert_posts_a_signed_webhook(
-    receiver: tuple[str, list[tuple[dict[str, str], bytes]]],
-) -> None:
-    url, received = receiver
-    alerts = Alerts(webhook_url=url, webhook_secret="s3cret")
-
-    await alerts.alert("issuance_without_record", "01JREQ", {"action": "revoked"})
-
-    [(headers, body)] = received
-    assert headers[SIGNATURE_HEADER] == signature(body, "s3cret")
-    event = json.loads(body)
-    assert event["event"] == "reconciled"
-    assert event["finding"] == "issuance_without_record"
-    assert event["request_id"] == "01JREQ"
-
-
-async def test_a_failing_webhook_does_not_stop_the_alert() -> None:
-    alerts = Alerts(webhook_url="http://127.0.0.1:9/hook", webhook_secret="x", timeout_seconds=1)
-    await alerts.alert("alive_after_end", "01JREQ", {})

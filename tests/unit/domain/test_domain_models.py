@@ -16,6 +16,7 @@ from grantline.domain.models import (
     AccessRequest,
     ActiveGrant,
     CredentialType,
+    Delegation,
     Identity,
     RequestId,
     Ttl,
@@ -77,8 +78,47 @@ def test_policy_input_has_the_contract_shape_with_broker_supplied_time_and_grant
         "purpose": "job",
         "ticket": "",
         "agent": {},
+        "break_glass": False,
+        "justification": "",
+        "public_key_thumbprint": "",
     }
     assert [g["request_id"] for g in built["active_grants"]] == ["a", "b"]
+
+
+def test_an_agent_appears_as_the_actor_beside_its_principal() -> None:
+    alice = Identity("user:alice", "grantline-dev", {"act": {"sub": "agent:planner"}})
+    agent = Identity("agent:report-bot", "grantline-dev", {})
+    delegation = Delegation.of(alice, agent)
+    assert delegation.chain == ("agent:report-bot", "agent:planner")
+    assert delegation.act_claim() == {
+        "sub": "agent:report-bot",
+        "act": {"sub": "agent:planner"},
+    }
+    request = AccessRequest("postgres://orders-db", "db-read", Ttl(60))
+    built = build_policy_input(alice, request, [], NOW, actor=agent)
+    assert built["identity"]["subject"] == "user:alice"
+    assert built["actor"]["subject"] == "agent:report-bot"
+
+
+@pytest.mark.parametrize(
+    "act",
+    [{"sub": ""}, {"sub": 7}, "agent", {"sub": "a", "act": {"nope": 1}}],
+)
+def test_a_malformed_act_claim_in_the_principal_token_is_refused(act: object) -> None:
+    alice = Identity("user:alice", "grantline-dev", {"act": act})
+    with pytest.raises(InvalidRequestError, match="act claim"):
+        Delegation.of(alice, Identity("agent:x", "grantline-dev"))
+
+
+def test_a_chain_longer_than_the_limit_or_a_self_delegation_is_refused() -> None:
+    nested: dict[str, object] = {"sub": "agent:0"}
+    for n in range(1, 6):
+        nested = {"sub": f"agent:{n}", "act": nested}
+    alice = Identity("user:alice", "grantline-dev", {"act": nested})
+    with pytest.raises(InvalidRequestError):
+        Delegation.of(alice, Identity("agent:x", "grantline-dev"))
+    with pytest.raises(InvalidRequestError, match="itself"):
+        Delegation.of(alice, Identity("user:alice", "grantline-dev"))
 
 
 def test_repeated_grants_of_one_role_on_one_target_reach_the_policy_once_the_longest() -> None:

@@ -11,7 +11,14 @@ import pytest
 
 from grantline.domain.errors import ConfigError
 from grantline.domain.models import Decision
-from grantline.policy import DecisionCase, load_cases, parse_decision, run_cases, summarize
+from grantline.policy import (
+    DecisionCase,
+    load_cases,
+    parse_approval,
+    parse_decision,
+    run_cases,
+    summarize,
+)
 
 
 class TableEngine:
@@ -26,6 +33,10 @@ class TableEngine:
         raw = self._answers.get(policy_input.get("role", ""))
         return parse_decision(raw, policy_digest=self.digest, input_digest="sha256:in")
 
+    def evaluate_approval(self, approval_input: Mapping[str, Any]) -> Decision:
+        raw = self._answers.get("approver " + approval_input.get("approver", ""))
+        return parse_approval(raw, policy_digest=self.digest, input_digest="sha256:in")
+
     def ready(self) -> bool:
         return True
 
@@ -39,6 +50,14 @@ ENGINE = TableEngine(
             "rule": "deny",
         },
         "approve": {"allow": True, "reasons": [], "require_approval": True},
+        "glass": {"allow": True, "reasons": [], "break_glass": True, "rule": "break_glass"},
+        "approver sam": {"allow": True, "reasons": [], "groups": ["security"], "rule": "approval"},
+        "approver eve": {
+            "allow": False,
+            "reasons": ["approver eve is in none of the required groups: security"],
+            "groups": [],
+            "rule": "approval",
+        },
     }
 )
 
@@ -143,3 +162,95 @@ def test_the_summary_lists_failures_totals_rules_and_reasons() -> None:
     assert "2 passed, 1 failed (sha256:table)" in summary
     assert "rules: deny x2, rbac x1" in summary
     assert "2  ttl_seconds 901 exceeds the cap of 900" in summary
+
+
+def approver_case(name: str, approver: str, **expect: Any) -> DecisionCase:
+    return DecisionCase(name, {"approver": approver}, expect, entrypoint="approval")
+
+
+def test_approval_cases_run_through_the_approval_entrypoint() -> None:
+    results = run_cases(
+        ENGINE,
+        [
+            approver_case("sam", "sam", allow=True, groups=["security"], rule="approval"),
+            approver_case("eve", "eve", allow=False, groups=[], reasons_include=["none of"]),
+        ],
+    )
+
+    assert [r.passed for r in results] == [True, True]
+    assert [r.entrypoint for r in results] == ["approval", "approval"]
+
+
+@pytest.mark.parametrize(
+    ("expected", "message"),
+    [
+        (approver_case("c", "sam", allow=True, groups=["oncall"]), "expected groups ['oncall']"),
+        (approver_case("c", "sam", allow=True, groups=[]), "expected groups []"),
+        (case("c", "glass", allow=True, break_glass=False), "expected break_glass=False"),
+        (case("c", "ok", allow=True, break_glass=True), "expected break_glass=True"),
+        (case("c", "approve", allow=True, approval={"all_of": []}), "expected approval"),
+    ],
+)
+def test_groups_break_glass_and_approval_expectations_are_compared(
+    expected: DecisionCase, message: str
+) -> None:
+    [result] = run_cases(ENGINE, [expected])
+
+    assert not result.passed
+    assert message in result.message
+
+
+def test_break_glass_is_false_when_the_answer_has_none() -> None:
+    results = run_cases(
+        ENGINE,
+        [
+            case("plain", "ok", allow=True, break_glass=False),
+            case("glass", "glass", allow=True, break_glass=True, rule="break_glass"),
+        ],
+    )
+
+    assert all(r.passed for r in results)
+
+
+def test_a_case_file_may_name_the_approval_entrypoint(tmp_path: Path) -> None:
+    entries = [
+        {"name": "a", "entrypoint": "approval", "input": {}, "expect": {"allow": False}},
+        {"name": "d", "input": {}, "expect": {"allow": False}},
+    ]
+
+    cases = load_cases(write_cases(tmp_path / "cases.json", entries))
+
+    assert [c.entrypoint for c in cases] == ["approval", "decision"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ({"entrypoint": "allow"}, "entrypoint must be one of"),
+        ({"entrypoint": None}, "entrypoint must be one of"),
+        ({"entrypoint": ["approval"]}, "entrypoint must be one of"),
+        ({"entrypint": "approval"}, r"unknown keys \['entrypint'\]"),
+        ({"expect": {"allow": True, "break_glass": "yes"}}, "expect.break_glass"),
+        ({"expect": {"allow": True, "require_approval": 1}}, "expect.require_approval"),
+    ],
+)
+def test_malformed_entrypoints_and_expectations_are_refused(
+    tmp_path: Path, entry: dict[str, Any], problem: str
+) -> None:
+    entries = [{"name": "x", "input": {}, "expect": {"allow": True}, **entry}]
+
+    with pytest.raises(ConfigError, match=problem):
+        load_cases(write_cases(tmp_path / "cases.json", entries))
+
+
+def test_the_summary_counts_approval_answers_by_what_they_decided() -> None:
+    results = run_cases(
+        ENGINE,
+        [
+            approver_case("sam", "sam", allow=True),
+            approver_case("eve", "eve", allow=False),
+            case("ok", "ok", allow=True),
+        ],
+    )
+
+    assert "rules: approver allowed x1, approver denied x1, rbac x1" in summarize(results)

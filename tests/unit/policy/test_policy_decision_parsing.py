@@ -9,7 +9,7 @@ import pytest
 
 from grantline.domain.errors import PolicyError
 from grantline.policy import canonical_input, input_digest, parse_decision
-from grantline.policy.engine import NO_DECISION, SILENT_DENY
+from grantline.policy.engine import NO_DECISION, SILENT_DENY, parse_approval
 
 DIGESTS = {"policy_digest": "sha256:policy", "input_digest": "sha256:input"}
 
@@ -113,3 +113,79 @@ def test_input_digest_changes_with_any_value() -> None:
 def test_an_input_that_is_not_plain_json_cannot_be_digested(bad: dict[str, Any]) -> None:
     with pytest.raises(PolicyError, match="not canonical JSON"):
         input_digest(bad)
+
+
+FACTORS = {"all_of": [{"group": "security", "count": 1, "members": ["user:sam"]}]}
+
+
+def test_a_decision_pending_approval_keeps_its_factors_and_break_glass_its_flag() -> None:
+    pending = parse({"allow": True, "reasons": [], "require_approval": True, "approval": FACTORS})
+    glass = parse({"allow": True, "reasons": [], "break_glass": True, "rule": "break_glass"})
+
+    assert pending.allow and pending.require_approval
+    assert pending.extra["approval"] == FACTORS
+    assert glass.allow and glass.extra == {"break_glass": True, "rule": "break_glass"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ({"break_glass": "yes"}, "break_glass must be a boolean"),
+        ({"break_glass": None}, "break_glass must be a boolean"),
+        ({"approval": None}, "approval must be an object"),
+        ({"approval": {}}, "approval must be an object"),
+        ({"approval": {"all_of": []}}, "approval must be an object"),
+        ({"approval": {"all_of": ["security"]}}, "approval must be an object"),
+        ({"approval": {"all_of": [{"group": "s", "count": 1}]}}, "approval must be an object"),
+        ({"approval": {"all_of": [{"group": "s", "count": 0, "members": []}]}}, "approval"),
+        ({"approval": {"all_of": [{"group": "s", "count": True, "members": []}]}}, "approval"),
+        ({"approval": {"all_of": [{"group": 1, "count": 1, "members": []}]}}, "approval"),
+        ({"approval": {"all_of": [{"group": "s", "count": 1, "members": [1]}]}}, "approval"),
+    ],
+)
+def test_a_malformed_break_glass_flag_or_approval_block_denies(
+    extra: dict[str, Any], reason: str
+) -> None:
+    decision = parse({"allow": True, "reasons": [], "require_approval": True, **extra})
+
+    assert not decision.allow
+    assert decision.reasons[0].startswith("policy decision is malformed: ")
+    assert reason in decision.reasons[0]
+
+
+def approve(raw: Any) -> Any:
+    return parse_approval(raw, **DIGESTS)
+
+
+def test_an_approval_allow_keeps_the_groups_the_approver_counts_for() -> None:
+    decision = approve({"allow": True, "reasons": [], "groups": ["security"], "rule": "approval"})
+
+    assert decision.allow
+    assert decision.extra == {"groups": ["security"], "rule": "approval"}
+    assert decision.input_digest == "sha256:input"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (None, NO_DECISION),
+        ({"allow": True, "reasons": []}, "groups must be a list of group names"),
+        ({"allow": True, "reasons": [], "groups": "security"}, "groups must be a list"),
+        ({"allow": True, "reasons": [], "groups": [1]}, "groups must be a list"),
+        ({"allow": True, "reasons": [], "groups": []}, "must name the groups"),
+        ({"allow": "true", "reasons": [], "groups": ["security"]}, "allow must be a boolean"),
+    ],
+)
+def test_anything_but_a_well_formed_approval_denies_saying_why(raw: Any, reason: str) -> None:
+    decision = approve(raw)
+
+    assert not decision.allow
+    assert len(decision.reasons) == 1
+    assert reason in decision.reasons[0]
+
+
+def test_an_approval_deny_keeps_the_policy_reasons() -> None:
+    decision = approve({"allow": False, "reasons": ["not in security"], "groups": []})
+
+    assert not decision.allow
+    assert decision.reasons == ("not in security",)

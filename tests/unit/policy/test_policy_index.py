@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,7 +37,14 @@ def cells(table: list[list[dict[str, Any]]]) -> dict[str, Any]:
 def test_every_table_is_16_by_16_cells() -> None:
     index = build_index(config())
 
-    for name in ("roles", "bindings_by_subject", "glob_bindings", "sod_conflicts"):
+    for name in (
+        "roles",
+        "bindings_by_subject",
+        "glob_bindings",
+        "sod_conflicts",
+        "groups",
+        "memberships",
+    ):
         assert len(index[name]) == 16
         assert all(len(row) == 16 for row in index[name])
 
@@ -181,3 +190,110 @@ def test_malformed_roles_are_refused_naming_the_role(role: Any, problem: str) ->
 def test_roles_must_be_an_object() -> None:
     with pytest.raises(ConfigError, match="roles must be an object"):
         build_index({"grantline": {"roles": []}})
+
+
+def role_with(**extra: Any) -> dict[str, Any]:
+    return {"max_ttl_seconds": 3600, "targets": ["postgres://orders-db"], **extra}
+
+
+def test_approval_break_glass_and_human_only_are_accepted_when_well_formed() -> None:
+    role = role_with(
+        approval={"all_of": [{"group": "security", "count": 1}, {"group": "oncall", "count": 2}]},
+        break_glass={"max_ttl_seconds": 3600},
+        human_only=True,
+    )
+
+    index = build_index({"grantline": {"roles": {"db-admin": role}}})
+
+    assert lookup(index, "roles", "db-admin") == role
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ({"approval": None}, r"approval must be an object"),
+        ({"approval": []}, r"approval must be an object"),
+        ({"approval": {}}, r"approval.all_of must be a non-empty list"),
+        ({"approval": {"all_of": []}}, r"approval.all_of must be a non-empty list"),
+        ({"approval": {"all_of": {"group": "security"}}}, r"approval.all_of must be a non-empty"),
+        ({"approval": {"all_of": ["security"]}}, r"all_of\[0\] must be an object"),
+        ({"approval": {"all_of": [{"count": 1}]}}, r"all_of\[0\].group must be a group name"),
+        ({"approval": {"all_of": [{"group": "", "count": 1}]}}, r"all_of\[0\].group"),
+        ({"approval": {"all_of": [{"group": 7, "count": 1}]}}, r"all_of\[0\].group"),
+        ({"approval": {"all_of": [{"group": "s"}]}}, r"all_of\[0\].count must be a whole"),
+        ({"approval": {"all_of": [{"group": "s", "count": 0}]}}, r"all_of\[0\].count"),
+        ({"approval": {"all_of": [{"group": "s", "count": True}]}}, r"all_of\[0\].count"),
+        ({"approval": {"all_of": [{"group": "s", "count": "1"}]}}, r"all_of\[0\].count"),
+        ({"approval": {"all_of": [{"group": "s", "count": 1.0}]}}, r"all_of\[0\].count"),
+        (
+            {"approval": {"all_of": [{"group": "s", "count": 1}, {"group": "s", "count": 1}]}},
+            r"all_of\[1\] names group 's' again",
+        ),
+        ({"break_glass": None}, r"break_glass must be an object"),
+        ({"break_glass": True}, r"break_glass must be an object"),
+        ({"break_glass": {}}, r"break_glass.max_ttl_seconds must be a whole number"),
+        ({"break_glass": {"max_ttl_seconds": 0}}, r"break_glass.max_ttl_seconds"),
+        ({"break_glass": {"max_ttl_seconds": "900"}}, r"break_glass.max_ttl_seconds"),
+        ({"break_glass": {"max_ttl_seconds": False}}, r"break_glass.max_ttl_seconds"),
+        (
+            {"break_glass": {"max_ttl_seconds": 3601}},
+            r"break_glass.max_ttl_seconds \(3601\) must not exceed the role's "
+            r"max_ttl_seconds \(3600\)",
+        ),
+        ({"human_only": "yes"}, r"human_only must be true or false"),
+        ({"human_only": None}, r"human_only must be true or false"),
+        ({"human_only": 1}, r"human_only must be true or false"),
+    ],
+)
+def test_malformed_approval_break_glass_and_human_only_are_refused_naming_the_role(
+    extra: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=problem) as caught:
+        build_index({"grantline": {"roles": {"db-admin": role_with(**extra)}}})
+    assert "data.grantline.roles['db-admin']" in caught.value.message
+
+
+def test_groups_are_indexed_by_name_with_sorted_members_and_by_member() -> None:
+    index = build_index(
+        config(
+            groups={
+                "security": ["user:sofia", "user:sam", "user:sam"],
+                "oncall": ["user:sam", "user:bob"],
+                "empty": [],
+            }
+        )
+    )
+
+    assert cells(index["groups"]) == {
+        "security": ["user:sam", "user:sofia"],
+        "oncall": ["user:bob", "user:sam"],
+        "empty": [],
+    }
+    assert cells(index["memberships"]) == {
+        "user:sam": ["oncall", "security"],
+        "user:sofia": ["security"],
+        "user:bob": ["oncall"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("groups", "problem"),
+    [
+        ([], "data.grantline.groups must be an object"),
+        ({"security": "user:sam"}, r"groups\['security'\] must be a list of subjects"),
+        ({"security": ["user:sam", 7]}, r"groups\['security'\] must be a list of subjects"),
+        ({"security": [""]}, r"groups\['security'\] must be a list of subjects"),
+    ],
+)
+def test_malformed_groups_are_refused(groups: Any, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        build_index(config(groups=groups))
+
+
+def test_the_shipped_configuration_is_accepted() -> None:
+    shipped = Path(__file__).resolve().parents[3] / "policies" / "data.json"
+
+    index = build_index(json.loads(shipped.read_text()))
+
+    assert lookup(index, "memberships", "user:dan") == ["platform-oncall"]
+    assert lookup(index, "groups", "security") == ["user:sam", "user:sofia"]
