@@ -132,12 +132,31 @@ refused if {
 }
 
 # The agent is bound to the role itself, and the role is not human_only (any human_only
-# value but false makes it so).
+# value but false makes it so). So is every agent earlier in the chain (input.actor.chain,
+# the caller first): a chain is trusted no more than its least trusted agent.
 agent_cleared if {
 	not requested_role.human_only
 	is_string(input.actor.subject)
 	input.actor.subject != ""
 	actor_bound
+	count(unbound_chain_actors) == 0
+}
+
+unbound_chain_actors contains subject if {
+	is_object(input.actor)
+	some subject in object.get(input.actor, "chain", [])
+	not bound_to_requested_role(subject)
+}
+
+bound_to_requested_role(subject) if {
+	at := cell(subject)
+	input.request.role in data.grantline_index.bindings_by_subject[at[0]][at[1]][subject]
+}
+
+bound_to_requested_role(subject) if {
+	is_string(subject)
+	some pattern in data.grantline_index.glob_bindings[role_cell[0]][role_cell[1]][input.request.role]
+	glob.match(pattern, ["/"], subject)
 }
 
 actor_bound if {
@@ -293,6 +312,13 @@ agent_denials contains msg if {
 	is_object(requested_role)
 	not actor_bound
 	msg := sprintf("agent %s is not bound to role %s", [input.actor.subject, input.request.role])
+}
+
+agent_denials contains msg if {
+	is_object(requested_role)
+	some subject in unbound_chain_actors
+	subject != input.actor.subject
+	msg := sprintf("agent %v in the actor chain is not bound to role %s", [subject, input.request.role])
 }
 
 break_glass_denials contains "request.break_glass must be true or false" if {

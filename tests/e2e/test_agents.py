@@ -107,6 +107,11 @@ def test_a_chain_of_agents_nests_the_act_claim(served: Served) -> None:
     assert claims["act"] == {"sub": AGENT, "act": {"sub": PLANNER}}
     requested = lineage(served, response.json()["request_id"])[0]["data"]
     assert requested["actor"]["chain"] == [AGENT, PLANNER]
+    # A chain is trusted no more than its least trusted agent.
+    rogue = issuer.mint(ALICE, claims={"act": {"sub": "spiffe://example.org/agents/rogue"}})
+    denied = as_agent(served, principal_token=rogue)
+    assert denied.status_code == 403
+    assert "agents/rogue in the actor chain is not bound" in denied.json()["error"]["message"]
 
 
 def test_an_agent_never_gets_more_than_its_principal(served: Served) -> None:
@@ -210,3 +215,33 @@ def test_a_private_key_or_a_non_jwt_binding_is_refused(served: Served) -> None:
     assert leaked.status_code == 422
     assert leaked.json()["error"]["message"].startswith("public_key: ")
     assert private["d"] not in leaked.text
+
+
+def test_a_token_that_states_its_actor_is_treated_as_an_agent(served: Served) -> None:
+    """A token exchange service may mint alice's token for an agent, with an act claim:
+    the agent presenting it is an agent, whatever the request says."""
+    issuer = DevIssuer(served.home / "keys" / "dev-issuer.pem")
+    exchanged = issuer.mint(ALICE, claims={"act": {"sub": AGENT}})
+    headers = {"Authorization": f"Bearer {exchanged}"}
+    glass = httpx.post(
+        f"{served.url}/v1/access-requests",
+        json={
+            "target": "postgres://orders-db",
+            "role": "db-admin",
+            "ttl_seconds": 300,
+            "break_glass": True,
+            "justification": "the agent says it is urgent",
+        },
+        headers=headers,
+    )
+    assert glass.status_code == 403
+    assert "agents cannot break glass" in glass.json()["error"]["message"]
+    read = httpx.post(
+        f"{served.url}/v1/access-requests",
+        json={"target": "postgres://orders-db", "role": "db-read", "ttl_seconds": 300},
+        headers=headers,
+    )
+    assert read.status_code == 201, read.text
+    claims = verified_claims(served, read.json()["credential"]["token"], "postgres://orders-db")
+    assert claims["sub"] == ALICE
+    assert claims["act"] == {"sub": AGENT}

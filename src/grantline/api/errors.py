@@ -79,4 +79,4 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error(
         "unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc
     )
-    return error_response(500, "internal_error", "internal error; nothing was issued")
+    return error_response(500, "internal_error", "internal error; the call did not complete")

@@ -168,13 +168,18 @@ class Broker:
                 "public_key binds jwt credentials only; "
                 f"{request.credential_type.value} credentials carry no cnf"
             )
-        delegation = Delegation.of(principal, caller) if principal is not None else None
+        delegation = _delegation(caller, principal)
         identity = delegation.principal if delegation else caller
         now = self._clock.now()
         request_id = new_request_id(now)
         active = await self._grants.active_for(identity.subject, now)
         policy_input = build_policy_input(
-            identity, request, active, now, actor=delegation.actor if delegation else None
+            identity,
+            request,
+            active,
+            now,
+            actor=delegation.actor if delegation else None,
+            chain=delegation.chain if delegation else (),
         )
         decision = self._policy.evaluate(policy_input)
         requested = records.requested(
@@ -185,7 +190,9 @@ class Broker:
         if not decision.allow:
             return await self._deny(requested, decision, now, state)
         if requirement is not None:
-            return await self._hold_for_approval(requested, decision, requirement, now, state)
+            return await self._hold_for_approval(
+                requested, decision, requirement, now, state, policy_input=policy_input
+            )
         spec = GrantSpec(
             request_id=request_id,
             subject=identity.subject,
@@ -353,11 +360,19 @@ class Broker:
         requirement: Requirement,
         now: datetime,
         state: Mapping[str, str],
+        *,
+        policy_input: Mapping[str, Any],
     ) -> RequestOutcome:
         request_id = RequestId(requested.request_id)
         deadline = now + timedelta(seconds=self.settings.approval_window_seconds)
         evaluated = records.pending(
-            request_id, decision, requirement, now, deadline=deadline, state=state
+            request_id,
+            decision,
+            requirement,
+            now,
+            deadline=deadline,
+            state=state,
+            policy_input=policy_input,
         )
         await self._ledger.append([requested, evaluated])
         details = {
@@ -386,7 +401,16 @@ class Broker:
         return self.summary(request_id, state)
 
     def summary(self, request_id: str, state: Mapping[str, str]) -> dict[str, Any]:
-        hidden = {"handle", "active_member", "active_key", "approval", "approvals", "pickup"}
+        hidden = {
+            "handle",
+            "active_member",
+            "active_key",
+            "approval",
+            "approvals",
+            "pickup",
+            "policy_input",
+            "issuer_config",
+        }
         summary: dict[str, Any] = {
             "request_id": request_id,
             **{k: v for k, v in state.items() if k not in hidden},
@@ -406,9 +430,11 @@ class Broker:
                 "missing": requirement.missing(approvals),
                 "approvals": [a.as_dict() for a in approvals],
             }
-        if "pickup" in state:
-            summary["credential_ready"] = state["pickup"] == "waiting"
         summary["status"] = self.effective_status(state)
+        if "pickup" in state:
+            summary["credential_ready"] = (
+                state["pickup"] == "waiting" and summary["status"] == Status.ISSUED.value
+            )
         return summary
 
     async def lineage(self, caller: Identity, request_id: str) -> list[bytes]:
@@ -599,6 +625,19 @@ def handle_of(state: Mapping[str, str]) -> dict[str, str]:
     """The revocation handle an ``issued`` record left in the request's state (empty if none)."""
     handle: dict[str, str] = json.loads(state.get("handle", "{}"))
     return handle
+
+
+def _delegation(caller: Identity, principal: Identity | None) -> Delegation | None:
+    """Who acts for whom: proven by the principal's own token, or stated in the caller's
+    token by the trusted issuer that minted it (an ``act`` claim)."""
+    if principal is None:
+        return Delegation.in_token(caller)
+    if "act" in caller.claims:
+        raise InvalidRequestError(
+            "the caller's token already acts for someone (act claim): it cannot also "
+            "present a subject_token"
+        )
+    return Delegation.of(principal, caller)
 
 
 def _route(request: AccessRequest, decision: Decision) -> tuple[Decision, Requirement | None]:

@@ -9,18 +9,27 @@ approvals so far meet the quorum is counted here (domain/approvals.py).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
 from grantline.broker import records
-from grantline.broker.access import Broker, GrantState, Ledger, Sealer, approvals_of
+from grantline.broker.access import (
+    Broker,
+    GrantState,
+    Ledger,
+    RequestOutcome,
+    Sealer,
+    approvals_of,
+)
 from grantline.domain.approvals import Approval, Requirement
 from grantline.domain.clock import Clock
 from grantline.domain.errors import (
     ConflictError,
     ForbiddenError,
     GoneError,
+    GrantlineError,
     NotFoundError,
 )
 from grantline.domain.models import (
@@ -35,15 +44,18 @@ from grantline.domain.models import (
     format_time,
     parse_time,
 )
-from grantline.domain.policy_input import identity_input
+from grantline.domain.policy_input import active_grants_input, identity_input
 from grantline.issuers.base import GrantSpec
 from grantline.store.keys import Index
 from grantline.store.ledger import Draft
 from grantline.store.log import Effects, to_millis
 
+log = logging.getLogger(__name__)
+
 REVIEWERS = "reviewers"
 MAX_LISTED = 1000
-MAX_ELIGIBLE = 200
+# Each candidate costs a policy evaluation on the event loop (about 0.5 ms).
+MAX_ELIGIBLE = 50
 
 
 class RequestLocks(Protocol):
@@ -53,9 +65,7 @@ class RequestLocks(Protocol):
 
 
 class Pickups(Protocol):
-    async def take(self, request_id: str) -> tuple[bytes, int] | None: ...
-
-    async def put_back(self, request_id: str, sealed: bytes, ttl_ms: int) -> None: ...
+    async def peek(self, request_id: str) -> bytes | None: ...
 
 
 class Opener(Sealer, Protocol):
@@ -90,17 +100,43 @@ class Approvals:
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def view(self, request_id: str) -> dict[str, Any]:
-        """What a pending request waits for: required factors, what is missing, who may
-        still approve (as far as the approval policy says today)."""
-        state = await self._state(request_id)
-        return await self._view(request_id, state)
+    async def view_of(self, outcome: RequestOutcome) -> dict[str, Any]:
+        """What a request just put on hold waits for. The request is recorded already, so a
+        failure to list who may approve it leaves ``eligible`` out rather than fail the call."""
+        requirement = outcome.requirement or Requirement(())
+        view: dict[str, Any] = {
+            "required": [f.as_dict() for f in requirement.factors],
+            "missing": requirement.missing([]),
+            "approvals": [],
+            "expires_at": format_time(outcome.deadline) if outcome.deadline else None,
+        }
+        try:
+            state = await self._state(outcome.request_id)
+            view["eligible"] = await self._eligible(outcome.request_id, state, requirement, [])
+        except GrantlineError as exc:
+            log.warning("could not list the approvers of %s: %s", outcome.request_id, exc.message)
+        return view
 
     async def _view(self, request_id: str, state: Mapping[str, str]) -> dict[str, Any]:
         requirement = _requirement(state)
         approvals = approvals_of(state)
-        missing = requirement.missing(approvals)
-        short = {entry["group"] for entry in missing}
+        return {
+            "required": [f.as_dict() for f in requirement.factors],
+            "missing": requirement.missing(approvals),
+            "eligible": await self._eligible(request_id, state, requirement, approvals),
+            "approvals": [a.as_dict() for a in approvals],
+            "expires_at": state.get("approval_deadline"),
+        }
+
+    async def _eligible(
+        self,
+        request_id: str,
+        state: Mapping[str, str],
+        requirement: Requirement,
+        approvals: list[Approval],
+    ) -> list[str]:
+        """Who may still approve, as far as the approval policy says today."""
+        short = {entry["group"] for entry in requirement.missing(approvals)}
         candidates = sorted(
             {
                 member
@@ -114,13 +150,7 @@ class Approvals:
             decision = await self._evaluate(Identity(member, issuer=""), request_id, state)
             if decision.allow and short & set(_groups(decision)):
                 eligible.append(member)
-        return {
-            "required": [f.as_dict() for f in requirement.factors],
-            "missing": missing,
-            "eligible": eligible,
-            "approvals": [a.as_dict() for a in approvals],
-            "expires_at": state.get("approval_deadline"),
-        }
+        return eligible
 
     async def pending_for(self, caller: Identity) -> list[dict[str, Any]]:
         """The pending requests the caller may approve now."""
@@ -148,16 +178,17 @@ class Approvals:
     # -- approving and rejecting -------------------------------------------------------------
 
     async def approve(self, caller: Identity, request_id: str, reason: str) -> dict[str, Any]:
-        """Count the caller's approval; when the quorum is met, issue.
+        """Count the caller's approval; when the quorum is met, decide again and issue.
 
         Raises:
             NotFoundError: no such request.
+            ForbiddenError: the caller is in no required group, or the approval policy
+                refused it (recorded).
             ConflictError: not pending any more, or the caller already approved it.
-            ForbiddenError: the approval policy refused the caller (recorded).
             IssuanceError: the quorum was met but the issuer failed (recorded).
         """
         async with self._locks.hold(request_id):
-            state = await self._pending_state(request_id)
+            state = await self._pending_state(caller, request_id)
             approvals = approvals_of(state)
             if caller.subject in {a.approver for a in approvals}:
                 raise ConflictError(
@@ -168,9 +199,9 @@ class Approvals:
             requirement = _requirement(state)
             decision = await self._admit(caller, request_id, state, reason, "approve")
             groups = tuple(g for g in _groups(decision) if g in requirement.groups())
-            approval = Approval(caller.subject, groups)
-            so_far = [*approvals, approval]
             now = self._clock.now()
+            earlier = await self._still_counting(request_id, state, approvals)
+            so_far = [*earlier, Approval(caller.subject, groups)]
             given = records.draft(
                 request_id,
                 Event.APPROVAL_GIVEN,
@@ -179,19 +210,19 @@ class Approvals:
                 state,
                 effects=Effects(request={"approvals": json.dumps([a.as_dict() for a in so_far])}),
             )
-            if not requirement.met(so_far):
+            if requirement.met(so_far):
+                await self._issue(request_id, state, requirement, so_far, given=given, now=now)
+            else:
                 await self._ledger.append([given])
                 self._broker.notifier.notify(
                     "approval_given", request_id, {"approver": caller.subject}
                 )
-                return await self._answer(request_id)
-            await self._issue(request_id, state, requirement, so_far, given=given, now=now)
-            return await self._answer(request_id)
+        return await self._answer(request_id)
 
     async def reject(self, caller: Identity, request_id: str, reason: str) -> dict[str, Any]:
         """Any approver the policy would let approve may reject; the request ends."""
         async with self._locks.hold(request_id):
-            state = await self._pending_state(request_id)
+            state = await self._pending_state(caller, request_id)
             decision = await self._admit(caller, request_id, state, reason, "reject")
             now = self._clock.now()
             data = _approval_data(caller, reason, decision)
@@ -205,7 +236,7 @@ class Approvals:
             self._broker.notifier.notify(
                 "rejected", request_id, {"by": caller.subject, "reason": reason}
             )
-            return await self._answer(request_id)
+        return await self._answer(request_id)
 
     async def _admit(
         self,
@@ -216,16 +247,12 @@ class Approvals:
         action: str,
     ) -> Decision:
         """The approval policy's yes for the caller, or a recorded refusal (403)."""
-        decision = await self._evaluate(caller, request_id, state)
-        requirement = _requirement(state)
-        if decision.allow and not set(_groups(decision)) & set(requirement.groups()):
-            decision = Decision(
-                allow=False,
-                reasons=("the approval policy named none of the required groups",),
-                policy_digest=decision.policy_digest,
-                input_digest=decision.input_digest,
-                extra=decision.extra,
-            )
+        if "act" in caller.claims:
+            decision = _refusal("approvals are made by people, not by an agent acting for one")
+        else:
+            decision = await self._evaluate(caller, request_id, state)
+        if decision.allow and not set(_groups(decision)) & set(_requirement(state).groups()):
+            decision = _refusal("the approval policy named none of the required groups", decision)
         if decision.allow:
             return decision
         data = {**_approval_data(caller, reason, decision), "action": action}
@@ -237,6 +264,19 @@ class Approvals:
             code="approval_refused",
         )
 
+    async def _still_counting(
+        self, request_id: str, state: Mapping[str, str], earlier: list[Approval]
+    ) -> list[Approval]:
+        """Earlier approvals as the approval policy sees them now: an approver who left a
+        required group, or now holds a conflicting role, no longer counts."""
+        counting = []
+        for approval in earlier:
+            decision = await self._evaluate(Identity(approval.approver, ""), request_id, state)
+            groups = tuple(g for g in _groups(decision) if decision.allow)
+            if groups:
+                counting.append(Approval(approval.approver, groups))
+        return counting
+
     async def _issue(
         self,
         request_id: str,
@@ -247,6 +287,22 @@ class Approvals:
         given: Draft,
         now: datetime,
     ) -> None:
+        """Decide again on fresh active grants (the quorum may come long after the request,
+        and a conflicting grant may have been issued meanwhile), then issue."""
+        decision = await self._decide_again(state, now)
+        evaluated = records.evaluated(RequestId(request_id), decision, now, state)
+        if not decision.allow:
+            reasons = [f"at approval: {reason}" for reason in decision.reasons]
+            effects = Effects(
+                request={"status": Status.DENIED.value, "reasons": json.dumps(reasons)},
+                index_remove=(Index.PENDING_APPROVAL,),
+            )
+            denied = records.draft(
+                request_id, Event.DENIED, now, {"reasons": reasons}, state, effects=effects
+            )
+            await self._ledger.append([given, evaluated, denied])
+            self._broker.notifier.notify("denied", request_id, {"reasons": reasons})
+            return
         issuer = self._broker.issuer_for(state["credential_type"])
         data = {
             "by": "approvers",
@@ -254,9 +310,10 @@ class Approvals:
             "requirement": {
                 "all_of": [{"group": f.group, "count": f.count} for f in requirement.factors]
             },
+            "policy_digest": decision.policy_digest,
         }
         approved = records.approved(request_id, now, data, state, external=issuer.external)
-        actors = json.loads(state.get("actors", "[]"))
+        actors = _actors(state)
         spec = GrantSpec(
             request_id=RequestId(request_id),
             subject=state["subject"],
@@ -265,64 +322,79 @@ class Approvals:
             ttl_seconds=int(state["ttl_seconds"]),
             now=now,
             actor=act_claim(actors) if actors else None,
-            issuer_config=self._broker.issuer_config(
-                state["role"],
-                {"vault": json.loads(state["issuer_config"])} if "issuer_config" in state else {},
-            ),
+            issuer_config=self._broker.issuer_config(state["role"], decision.extra),
             key_thumbprint=state.get("cnf_jkt", ""),
         )
-        await self._broker.issue(issuer, spec, [given, approved], state, sealer=self._box)
+        await self._broker.issue(
+            issuer, spec, [given, evaluated, approved], state, sealer=self._box
+        )
         self._broker.notifier.notify(
             "approved",
             request_id,
             {"approvers": [a.approver for a in approvals], "subject": state["subject"]},
         )
 
+    async def _decide_again(self, state: Mapping[str, str], now: datetime) -> Decision:
+        policy_input = dict(json.loads(state["policy_input"]))
+        active = await self._grants.active_for(state["subject"], now)
+        policy_input["active_grants"] = active_grants_input(active)
+        policy_input["now"] = format_time(now)
+        return self._broker.policy.evaluate(policy_input)
+
     # -- collecting ----------------------------------------------------------------------------
 
     async def collect(self, caller: Identity, request_id: str) -> dict[str, Any]:
         """Hand an approved credential to whoever asked for it, once.
 
-        Raises NotFoundError (not the requester's), ConflictError (not issued yet) or
-        GoneError (already collected, expired, or never waiting).
+        The credential is opened first and removed in the same atomic write as the
+        ``collected`` record, so it is never lost unrecorded nor recorded twice.
+
+        Raises NotFoundError (not the requester's), ConflictError (not issued yet),
+        GoneError (already collected, ended, or never waiting) or IntegrityError (this
+        broker's pickup key does not open it: replicas must share ``keys/pickup.key``).
         """
-        state = await self._grants.request(request_id)
-        if state is None or caller.subject != state.get("requested_by", state.get("subject")):
-            raise NotFoundError(f"no request {request_id}")
-        taken = await self._pickups.take(request_id)
-        if taken is None:
-            raise self._not_collectable(request_id, state)
-        sealed, ttl_ms = taken
-        secret = self._box.open(request_id, sealed)
-        now = self._clock.now()
-        effects = Effects(request={"pickup": "collected", "collected_at": format_time(now)})
-        collected = records.draft(
-            request_id, Event.COLLECTED, now, {"by": caller.subject}, state, effects=effects
-        )
-        try:
-            await self._ledger.append([collected])
-        except Exception:
-            # Not handed over: it stays waiting for the next try.
-            await self._pickups.put_back(request_id, sealed, ttl_ms)
-            raise
+        async with self._locks.hold(request_id):
+            state = await self._grants.request(request_id)
+            requester = state.get("requested_by", state.get("subject")) if state else None
+            if state is None or caller.subject != requester:
+                raise NotFoundError(f"no request {request_id}")
+            sealed = await self._pickups.peek(request_id)
+            status = self._broker.effective_status(state)
+            if sealed is None or status != Status.ISSUED.value:
+                raise self._not_collectable(request_id, state, status)
+            secret = self._box.open(request_id, sealed)
+            now = self._clock.now()
+            effects = Effects(
+                request={"pickup": "collected", "collected_at": format_time(now)},
+                drop_pickup=True,
+            )
+            await self._ledger.append(
+                [
+                    records.draft(
+                        request_id,
+                        Event.COLLECTED,
+                        now,
+                        {"by": caller.subject},
+                        state,
+                        effects=effects,
+                    )
+                ]
+            )
+        credential_type = state.get("credential_type", CredentialType.JWT.value)
         return {
             "request_id": request_id,
             "status": Status.ISSUED.value,
-            "credential": {
-                "type": state.get("credential_type", CredentialType.JWT.value),
-                **secret,
-            },
+            "credential": {"type": credential_type, **secret},
         }
 
-    def _not_collectable(self, request_id: str, state: Mapping[str, str]) -> Exception:
-        status = self._broker.effective_status(state)
+    def _not_collectable(self, request_id: str, state: Mapping[str, str], status: str) -> Exception:
         if status == Status.PENDING_APPROVAL.value:
             return ConflictError(
                 f"request {request_id} is still waiting for approval", code="not_approved_yet"
             )
         if state.get("pickup") == "collected":
             return GoneError(f"the credential of request {request_id} was already collected")
-        if "pickup" not in state and status in (Status.ISSUED.value, Status.REVOKED.value):
+        if "pickup" not in state and status == Status.ISSUED.value:
             return GoneError(
                 f"the credential of request {request_id} was returned when it was issued"
             )
@@ -332,6 +404,8 @@ class Approvals:
 
     async def review(self, caller: Identity, request_id: str, reason: str) -> dict[str, Any]:
         """Record the post-incident review of a break-glass grant (group ``reviewers``)."""
+        if "act" in caller.claims:
+            raise ForbiddenError("reviews are made by people, not by an agent acting for one")
         if caller.subject not in self._broker.policy.group_members(REVIEWERS):
             raise ForbiddenError(
                 f"only members of data.grantline.groups.{REVIEWERS} may review break-glass grants"
@@ -395,6 +469,10 @@ class Approvals:
         self._broker.notifier.notify("expired", request_id, {"phase": "pending_approval"})
         return True
 
+    def hold(self, request_id: str) -> Any:
+        """The request's lock, for other changes to it (the reconciler's findings)."""
+        return self._locks.hold(request_id)
+
     # -- plumbing --------------------------------------------------------------------------------
 
     async def _state(self, request_id: str) -> dict[str, str]:
@@ -403,8 +481,20 @@ class Approvals:
             raise NotFoundError(f"no request {request_id}")
         return state
 
-    async def _pending_state(self, request_id: str) -> dict[str, str]:
+    async def _pending_state(self, caller: Identity, request_id: str) -> dict[str, str]:
+        """The request, if the caller may weigh in and it still waits for approvers.
+
+        Callers in none of the groups it waits for are refused before anything about the
+        request is told or recorded; its parties are refused by the policy, and recorded.
+        """
         state = await self._state(request_id)
+        if "approval" in state and not self._concerns(caller, state):
+            groups = ", ".join(_requirement(state).groups())
+            raise ForbiddenError(
+                f"{caller.subject} is in none of the groups request {request_id} waits for "
+                f"({groups})",
+                code="approval_refused",
+            )
         if await self._expire_if_due(request_id, state):
             raise ConflictError(
                 f"request {request_id} expired waiting for approval", code="not_pending"
@@ -416,6 +506,14 @@ class Approvals:
                 code="not_pending",
             )
         return state
+
+    def _concerns(self, caller: Identity, state: Mapping[str, str]) -> bool:
+        parties = {state.get("subject"), state.get("requested_by"), *_actors(state)}
+        members = (
+            caller.subject in self._broker.policy.group_members(group)
+            for group in _requirement(state).groups()
+        )
+        return caller.subject in parties or any(members)
 
     async def _evaluate(
         self, approver: Identity, request_id: str, state: Mapping[str, str]
@@ -429,7 +527,7 @@ class Approvals:
                 "request_id": request_id,
                 "subject": state.get("subject", ""),
                 "requested_by": state.get("requested_by", state.get("subject", "")),
-                "actors": json.loads(state.get("actors", "[]")),
+                "actors": _actors(state),
                 "role": state.get("role", ""),
                 "target": state.get("target", ""),
                 "ttl_seconds": int(state.get("ttl_seconds", "0")),
@@ -452,6 +550,21 @@ def _requirement(state: Mapping[str, str]) -> Requirement:
     if "approval" not in state:
         raise ConflictError("the request does not wait for approval", code="not_pending")
     return Requirement.parse(json.loads(state["approval"]))
+
+
+def _actors(state: Mapping[str, str]) -> list[str]:
+    actors: list[str] = json.loads(state.get("actors", "[]"))
+    return actors
+
+
+def _refusal(reason: str, decision: Decision | None = None) -> Decision:
+    return Decision(
+        allow=False,
+        reasons=(reason,),
+        policy_digest=decision.policy_digest if decision else "",
+        input_digest=decision.input_digest if decision else "",
+        extra=decision.extra if decision else {},
+    )
 
 
 def _groups(decision: Decision) -> list[str]:

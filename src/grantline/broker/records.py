@@ -135,13 +135,19 @@ def pending(
     *,
     deadline: datetime,
     state: Mapping[str, str],
+    policy_input: Mapping[str, Any],
 ) -> Draft:
-    """``evaluated`` for a request that now waits for approvers until ``deadline``."""
+    """``evaluated`` for a request that now waits for approvers until ``deadline``.
+
+    The policy input is kept in the request's state (not in the log, which has its digest),
+    so the decision can be taken again on fresh active grants when the quorum is met.
+    """
     fields: dict[str, str | int] = {
         "status": Status.PENDING_APPROVAL.value,
         "approval": json.dumps(requirement.as_dict()),
         "approvals": "[]",
         "approval_deadline": format_time(deadline),
+        "policy_input": json.dumps(policy_input, sort_keys=True),
     }
     chosen = decision.extra.get("vault")
     if isinstance(chosen, Mapping):
@@ -230,4 +236,5 @@ def ended(
         request=fields,
         active_remove=state.get("subject"),
         index_remove=(Index.LIVE, Index.REVOKING),
+        drop_pickup=True,
     )

@@ -156,6 +156,20 @@ class Delegation:
             )
         return cls(principal, actor, chain)
 
+    @classmethod
+    def in_token(cls, caller: Identity) -> Delegation | None:
+        """The delegation a caller's own token states, if it carries an ``act`` claim: a
+        trusted issuer (a token exchange service) minted it for an agent acting for ``sub``.
+        Raises :class:`InvalidRequestError` for a malformed claim."""
+        if "act" not in caller.claims:
+            return None
+        chain = tuple(_prior_actors(caller.claims["act"]))
+        if len(chain) > MAX_ACTOR_CHAIN:
+            raise InvalidRequestError(
+                f"the actor chain is longer than {MAX_ACTOR_CHAIN} delegations"
+            )
+        return cls(caller, Identity(chain[0], caller.issuer), chain)
+
     def act_claim(self) -> dict[str, Any]:
         return act_claim(self.chain)
 

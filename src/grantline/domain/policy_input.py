@@ -14,27 +14,30 @@ def build_policy_input(
     request: AccessRequest,
     active_grants: Sequence[ActiveGrant],
     now: datetime,
+    *,
     actor: Identity | None = None,
+    chain: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The exact document the policy decides on; its digest goes into the ``evaluated`` record.
 
-    ``identity`` is who the credential is for; ``actor``, when an agent acts for it, the agent.
+    ``identity`` is who the credential is for; ``actor``, when an agent acts for it, the agent
+    that called, and ``chain`` every agent of the delegation, the caller first.
     """
-    document = {
+    document: dict[str, Any] = {
         "identity": identity_input(identity),
         "request": request.as_policy_request(),
-        "active_grants": [
-            grant.as_policy_input()
-            for grant in sorted(
-                longest_per_role_and_target(active_grants),
-                key=lambda g: (g.expires_at, g.request_id),
-            )
-        ],
+        "active_grants": active_grants_input(active_grants),
         "now": format_time(now),
     }
     if actor is not None:
-        document["actor"] = identity_input(actor)
+        document["actor"] = {**identity_input(actor), "chain": list(chain)}
     return document
+
+
+def active_grants_input(grants: Sequence[ActiveGrant]) -> list[dict[str, str]]:
+    """Active grants as policy inputs show them: one per role and target, soonest ending first."""
+    kept = longest_per_role_and_target(grants)
+    return [g.as_policy_input() for g in sorted(kept, key=lambda g: (g.expires_at, g.request_id))]
 
 
 def identity_input(identity: Identity) -> dict[str, Any]:

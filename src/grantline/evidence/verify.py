@@ -34,7 +34,7 @@ _UNAUTHENTICATED = frozenset({"unknown_kid", "bad_signature"})
 
 # Lineage facts kept per request id, as bits of one integer.
 _REQUESTED, _ALLOWED, _DENIED, _ISSUED, _REVOKED = 1, 2, 4, 8, 16
-_NEEDS_APPROVAL, _APPROVED, _APPROVAL_GIVEN = 32, 64, 128
+_NEEDS_APPROVAL, _APPROVED, _APPROVAL_GIVEN, _COLLECTED = 32, 64, 128, 256
 _FACT_OF_EVENT = {
     "requested": _REQUESTED,
     "denied": _DENIED,
@@ -42,6 +42,7 @@ _FACT_OF_EVENT = {
     "revoked": _REVOKED,
     "approved": _APPROVED,
     "approval_given": _APPROVAL_GIVEN,
+    "collected": _COLLECTED,
 }
 _ISSUANCE_RULES: tuple[tuple[int, bool, str, str], ...] = (
     # (fact, must the fact hold?, finding code, what is wrong)
@@ -119,6 +120,9 @@ class _Verifier:
         # Who asked (the principal and every actor), kept only while a request waits for
         # approvers: none of them may approve it.
         self._parties: dict[str, frozenset[str]] = {}
+        # Who gave an approval, while the request waits: each approver an approved
+        # record counts must be among them.
+        self._approvers: dict[str, set[str]] = {}
         # Break-glass grants without a review yet: request id -> (review due, seq).
         self._reviews_due: dict[str, tuple[str, int]] = {}
         self._last_at = ""
@@ -253,14 +257,45 @@ class _Verifier:
         elif event == "evaluated" and not _fact_of(event, data) & _NEEDS_APPROVAL:
             self._parties.pop(request_id, None)
         elif event == "approval_given":
-            approver = data.get("approver")
-            subject = approver.get("subject") if isinstance(approver, dict) else None
-            if subject in self._parties.get(request_id, frozenset()):
-                message = f"{subject} approved a request they asked for or are party to"
-                self._flag("self_approval", seq, message, request_id=request_id, category="lineage")
+            self._check_approval_given(request_id, data, seq)
         elif event == "approved":
-            by = data.get("by")
-            if by == "approvers" and not facts & _APPROVAL_GIVEN:
+            self._check_approved(request_id, data, facts, seq)
+        elif event == "reviewed":
+            self._reviews_due.pop(request_id, None)
+        elif event == "collected":
+            self._check_collected(request_id, facts, seq)
+
+    def _check_approval_given(self, request_id: str, data: Mapping[str, Any], seq: int) -> None:
+        approver = data.get("approver")
+        subject = approver.get("subject") if isinstance(approver, dict) else None
+        if subject in self._parties.get(request_id, frozenset()):
+            message = f"{subject} approved a request they asked for or are party to"
+            self._flag("self_approval", seq, message, request_id=request_id, category="lineage")
+        if isinstance(subject, str):
+            self._approvers.setdefault(request_id, set()).add(subject)
+
+    def _check_collected(self, request_id: str, facts: int, seq: int) -> None:
+        if not facts & _ISSUED:
+            code, message = (
+                "collected_before_issued",
+                "collected, but no 'issued' record precedes it",
+            )
+        elif facts & _COLLECTED:
+            code, message = "collected_twice", "the credential was collected twice"
+        else:
+            return
+        self._flag(code, seq, message, request_id=request_id, category="lineage")
+
+    def _check_approved(
+        self, request_id: str, data: Mapping[str, Any], facts: int, seq: int
+    ) -> None:
+        by = data.get("by")
+        given = self._approvers.pop(request_id, set())
+        self._parties.pop(request_id, None)
+        if by == "approvers":
+            for code, problem in _quorum_problems(data, given):
+                self._flag(code, seq, problem, request_id=request_id, category="lineage")
+            if not facts & _APPROVAL_GIVEN and not given:
                 message = "approved by approvers, but no 'approval_given' record precedes it"
                 self._flag(
                     "approved_without_approvals",
@@ -269,12 +304,9 @@ class _Verifier:
                     request_id=request_id,
                     category="lineage",
                 )
-            due = data.get("review_due_at")
-            if by == "break_glass" and isinstance(due, str):
-                self._reviews_due[request_id] = (due, seq)
-            self._parties.pop(request_id, None)
-        elif event == "reviewed":
-            self._reviews_due.pop(request_id, None)
+        due = data.get("review_due_at")
+        if by == "break_glass" and isinstance(due, str):
+            self._reviews_due[request_id] = (due, seq)
 
     def _check_reviews(self) -> None:
         """Break-glass grants whose review was due by the time the export was signed."""
@@ -305,6 +337,33 @@ def _fact_of(event: str, data: Mapping[str, Any]) -> int:
             return 0
         return _ALLOWED | (_NEEDS_APPROVAL if decision.get("require_approval") is True else 0)
     return _FACT_OF_EVENT.get(event, 0)
+
+
+def _quorum_problems(data: Mapping[str, Any], given: set[str]) -> list[tuple[str, str]]:
+    """What is wrong with the quorum an ``approved`` record claims (empty: nothing)."""
+    counted = data.get("approvers")
+    factors = (
+        data.get("requirement", {}).get("all_of")
+        if isinstance(data.get("requirement"), dict)
+        else None
+    )
+    if not given:
+        return []  # approved_without_approvals says it
+    if not isinstance(counted, dict) or not isinstance(factors, list):
+        return [("quorum_not_met", "approved by approvers without naming them and the requirement")]
+    problems = []
+    names = [name for group in counted.values() if isinstance(group, list) for name in group]
+    for name in sorted(set(names) - given):
+        problems.append(("approver_without_approval", f"{name} is counted but gave no approval"))
+    if len(names) != len(set(names)):
+        problems.append(("quorum_not_met", "an approver is counted more than once"))
+    for factor in factors:
+        group = factor.get("group") if isinstance(factor, dict) else None
+        need = factor.get("count") if isinstance(factor, dict) else None
+        held = counted.get(group) if isinstance(group, str) else None
+        if not isinstance(need, int) or not isinstance(held, list) or len(held) < need:
+            problems.append(("quorum_not_met", f"the factor {group} is not met: {held} of {need}"))
+    return problems
 
 
 def _parties(requested: Mapping[str, Any]) -> frozenset[str]:

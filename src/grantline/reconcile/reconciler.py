@@ -277,19 +277,21 @@ class Reconciler:
     async def _check_reviews(self, report: PassReport) -> None:
         now = self._clock.now()
         for request_id, _ in await self._grants.indexed(Index.REVIEW_DUE, up_to=to_millis(now)):
-            state = await self._grants.request(request_id)
-            if state is None or state.get("review_status") != "review_pending":
-                continue
-            message = f"break-glass grant not reviewed by {state.get('review_due_at')}"
-            await self._finding(
-                request_id,
-                "break_glass_unreviewed",
-                message,
-                "none",
-                report,
-                effects=Effects(index_remove=(Index.REVIEW_DUE,)),
-                state=state,
-            )
+            # Under the request's lock: a review being recorded right now wins.
+            async with self._approvals.hold(request_id):
+                state = await self._grants.request(request_id)
+                if state is None or state.get("review_status") != "review_pending":
+                    continue
+                message = f"break-glass grant not reviewed by {state.get('review_due_at')}"
+                await self._finding(
+                    request_id,
+                    "break_glass_unreviewed",
+                    message,
+                    "none",
+                    report,
+                    effects=Effects(index_remove=(Index.REVIEW_DUE,)),
+                    state=state,
+                )
 
     # -- plumbing ----------------------------------------------------------------------------
 

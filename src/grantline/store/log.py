@@ -75,6 +75,7 @@ while i <= #ARGV do
     if e.pickup then
       redis.call('SET', prefix .. ':pickup:' .. rid, e.pickup.sealed, 'PX', e.pickup.ttl_ms)
     end
+    if e.drop_pickup then redis.call('DEL', prefix .. ':pickup:' .. rid) end
     if e.zadd then
       for name, score in pairs(e.zadd) do
         redis.call('ZADD', prefix .. ':index:' .. name, score, rid)
@@ -160,6 +161,8 @@ class Effects:
     # An approved credential kept, sealed, for its requester to collect once: it is written
     # with the ``issued`` record, so neither exists without the other.
     pickup: Pickup | None = None
+    # The waiting credential goes: it was collected, or the grant ended before it was.
+    drop_pickup: bool = False
 
     def encode(self) -> str:
         payload: dict[str, Any] = {}
@@ -177,6 +180,8 @@ class Effects:
             payload["zrem"] = list(self.index_remove)
         if self.pickup:
             payload["pickup"] = {"sealed": self.pickup.sealed, "ttl_ms": self.pickup.ttl_ms}
+        if self.drop_pickup:
+            payload["drop_pickup"] = True
         return json.dumps(payload) if payload else ""
 
 

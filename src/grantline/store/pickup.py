@@ -76,29 +76,17 @@ class PickupBox:
 
 
 class PickupStore:
-    """Takes a waiting credential exactly once (GETDEL), or puts it back if handing it over
-    could not be recorded."""
+    """Reads a waiting credential; it leaves the store with the ``collected`` record (or
+    the end of its grant), in the log's atomic append."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
 
-    async def take(self, request_id: str) -> tuple[bytes, int] | None:
-        """The sealed credential and its remaining lifetime in ms, removed; None if absent."""
-        pipe = self._client.pipeline(transaction=True)
-        pipe.pttl(keys.pickup(request_id))
-        pipe.getdel(keys.pickup(request_id))
+    async def peek(self, request_id: str) -> bytes | None:
         try:
-            ttl_ms, sealed = await pipe.execute()
+            sealed: bytes | str | None = await self._client.get(keys.pickup(request_id))
         except RedisError as exc:
             raise unavailable(exc, "the state store") from exc
         if sealed is None:
             return None
-        return bytes(sealed), int(ttl_ms)
-
-    async def put_back(self, request_id: str, sealed: bytes, ttl_ms: int) -> None:
-        if ttl_ms <= 0:
-            return
-        try:
-            await self._client.set(keys.pickup(request_id), sealed, px=ttl_ms, nx=True)
-        except RedisError as exc:
-            raise unavailable(exc, "the state store") from exc
+        return sealed.encode("ascii") if isinstance(sealed, str) else bytes(sealed)

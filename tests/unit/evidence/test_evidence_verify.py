@@ -356,6 +356,15 @@ PENDING = {
     "decision": {"allow": True, "reasons": [], "require_approval": True},
 }
 ASKED = {**REQUESTED, "actor": {"subject": "agent", "chain": ["agent"]}}
+ONE_OF_SECURITY = {"all_of": [{"group": "security", "count": 1}]}
+
+
+def _approved_by(*approvers: str) -> dict[str, Any]:
+    return {
+        "by": "approvers",
+        "approvers": {"security": list(approvers)},
+        "requirement": ONE_OF_SECURITY,
+    }
 
 
 def _policy_codes(report: VerifyReport) -> list[tuple[str, str, int | None]]:
@@ -388,7 +397,7 @@ def test_an_approval_by_the_requester_or_its_agent_is_a_finding(approver: str) -
             ("r", "requested", ASKED),
             ("r", "evaluated", PENDING),
             ("r", "approval_given", {"approver": {"subject": approver}}),
-            ("r", "approved", {"by": "approvers"}),
+            ("r", "approved", _approved_by(approver)),
             ("r", "issued", ISSUED),
         )
     )
@@ -401,11 +410,49 @@ def test_an_approved_request_by_someone_else_verifies() -> None:
             ("r", "requested", ASKED),
             ("r", "evaluated", PENDING),
             ("r", "approval_given", {"approver": {"subject": "user:sam"}}),
-            ("r", "approved", {"by": "approvers"}),
+            ("r", "approved", _approved_by("user:sam")),
             ("r", "issued", ISSUED),
+            ("r", "collected", {"by": "agent"}),
         )
     )
     assert report.ok, report.findings
+
+
+@pytest.mark.parametrize(
+    ("approved", "code"),
+    [
+        (_approved_by(), "quorum_not_met"),
+        (_approved_by("user:sam", "user:eve"), "approver_without_approval"),
+        (
+            {**_approved_by("user:sam"), "approvers": {"security": ["user:sam", "user:sam"]}},
+            "quorum_not_met",
+        ),
+    ],
+)
+def test_an_approved_record_must_name_a_real_quorum(approved: dict[str, Any], code: str) -> None:
+    report = _verify(
+        _export(
+            ("r", "requested", REQUESTED),
+            ("r", "evaluated", PENDING),
+            ("r", "approval_given", {"approver": {"subject": "user:sam"}}),
+            ("r", "approved", approved),
+        )
+    )
+    assert [f.code for f in report.findings] == [code]
+
+
+def test_collecting_twice_or_before_issuance_is_a_finding() -> None:
+    report = _verify(
+        _export(
+            ("r", "collected", {"by": "x"}),
+            ("s", "requested", REQUESTED),
+            ("s", "evaluated", ALLOWED),
+            ("s", "issued", ISSUED),
+            ("s", "collected", {"by": "x"}),
+            ("s", "collected", {"by": "x"}),
+        )
+    )
+    assert _lineage(report) == [("collected_before_issued", 1, "r"), ("collected_twice", 6, "s")]
 
 
 def test_a_break_glass_grant_unreviewed_past_its_deadline_is_a_policy_finding() -> None:

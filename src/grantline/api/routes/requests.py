@@ -37,7 +37,9 @@ async def create(body: AccessRequestBody, request: Request, identity: Caller) ->
         agent=body.agent.model_dump() if body.agent else None,
         break_glass=body.break_glass,
         justification=body.justification,
-        key_thumbprint=thumbprint(public_jwk(body.public_key)) if body.public_key else "",
+        key_thumbprint=thumbprint(public_jwk(body.public_key))
+        if body.public_key is not None
+        else "",
     )
     principal = _principal(built, body)
     outcome = await built.broker.request_access(identity, access, principal)
@@ -51,7 +53,7 @@ async def create(body: AccessRequestBody, request: Request, identity: Caller) ->
         payload.update(error_body("policy_denied", message))
         return JSONResponse(payload, status_code=403)
     if outcome.status is Status.PENDING_APPROVAL:
-        payload["approval"] = await built.approvals.view(outcome.request_id)
+        payload["approval"] = await built.approvals.view_of(outcome)
         return JSONResponse(payload, status_code=202)
     payload["credential"] = {"type": access.credential_type.value, **dict(outcome.credential or {})}
     return JSONResponse(payload, status_code=201, headers=_NO_STORE)
