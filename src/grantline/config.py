@@ -48,6 +48,7 @@ from grantline.store.ledger import Ledger
 from grantline.store.lock import RequestLocks, StoreLock
 from grantline.store.log import RedisLog
 from grantline.store.pickup import PickupBox, PickupStore
+from grantline.store.tree import RedisTree
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,8 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     vault = vault_client(settings)
     try:
         await check_persistence(client)
+        if await RedisTree(client).rebuild(RedisLog(client)):
+            log.warning("built the Merkle tree of a log written before it existed")
         if vault is not None:
             await _login(vault)
         yield _assemble(settings, client, vault)
@@ -256,7 +259,8 @@ def _assemble(settings: Settings, client: aioredis.Redis, vault: VaultClient | N
     if vault is not None:
         for issuer in (VaultTokenIssuer(vault), VaultPkiIssuer(vault), VaultSecretIssuer(vault)):
             issuers[issuer.credential_type.value] = issuer
-    ledger = Ledger(redis_log, records_key)
+    tree = RedisTree(client)
+    ledger = Ledger(redis_log, records_key, tree)
 
     async def undelivered(notification: Notification, error: str) -> None:
         # Bound late: the broker records it, and the broker needs the notifier first.

@@ -34,6 +34,14 @@ def jti(token_id: str) -> str:
     return f"{PREFIX}:jti:{token_id}"
 
 
+def tree(level: int) -> str:
+    """The Merkle tree's perfect nodes of one level, 32 bytes each, in order (store/tree.py)."""
+    return f"{PREFIX}:tree:{level}"
+
+
+CHECKPOINTS = f"{PREFIX}:checkpoints"  # published checkpoint notes, scored by tree size
+
+
 def pickup(request_id: str) -> str:
     """An approved credential waiting for its requester, encrypted (store/pickup.py)."""
     return f"{PREFIX}:pickup:{request_id}"

@@ -20,6 +20,7 @@ from grantline.domain.errors import DependencyUnavailableError
 from grantline.evidence.chain import ChainHead, seal_next
 from grantline.evidence.signer import Signer
 from grantline.store.log import Effects, RedisLog, SealedEntry
+from grantline.store.tree import RedisTree, grow
 
 _MAX_BATCH_RECORDS = 512
 _MAX_CAS_ATTEMPTS = 16
@@ -45,10 +46,12 @@ class _Pending:
 class Ledger:
     """Appends groups of drafts atomically; a group is never split across writes."""
 
-    def __init__(self, log: RedisLog, signer: Signer) -> None:
+    def __init__(self, log: RedisLog, signer: Signer, tree: RedisTree | None = None) -> None:
         self._log = log
         self._signer = signer
+        self._tree = tree or RedisTree(log.client)
         self._head: ChainHead | None = None
+        self._frontier: list[bytes] = []
         self._queue: deque[_Pending] = deque()
         self._writer: asyncio.Task[None] | None = None
 
@@ -94,18 +97,23 @@ class Ledger:
         return batch
 
     async def _commit(self, drafts: Sequence[Draft]) -> list[bytes]:
-        head = self._head if self._head is not None else await self._log.head()
+        if self._head is None:
+            self._head, self._frontier = await self._tree.head_and_frontier()
+        head, frontier = self._head, self._frontier
         batch_id = secrets.token_hex(16)
         for _ in range(_MAX_CAS_ATTEMPTS):
             if self._signer.blocking:
                 entries, new_head = await asyncio.to_thread(self._seal, head, drafts)
             else:
                 entries, new_head = self._seal(head, drafts)
-            outcome = await self._log.compare_and_append(head, new_head, entries, batch_id)
+            grown = list(frontier)
+            nodes = grow(head.seq, grown, [entry.line for entry in entries])
+            outcome = await self._log.compare_and_append(head, new_head, entries, batch_id, nodes)
             if outcome.applied:
-                self._head = new_head
+                self._head, self._frontier = new_head, grown
                 return [entry.line for entry in entries]
-            head = outcome.head
+            # Another replica appended first: seal again on the head and tree it left.
+            head, frontier = await self._tree.head_and_frontier()
         raise DependencyUnavailableError(
             "the log is under too much contention to append; try again", code="store_contention"
         )

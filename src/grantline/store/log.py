@@ -31,7 +31,13 @@ if done then return {2, done} end
 local head = redis.call('GET', KEYS[2]) or '0 GENESIS'
 if head ~= ARGV[1] then return {0, head} end
 local prefix = ARGV[3]
-local i = 4
+-- The Merkle tree's new perfect nodes: 33-byte entries, a level byte then the hash.
+local nodes = ARGV[4]
+for j = 1, #nodes, 33 do
+  local level = string.byte(nodes, j)
+  redis.call('APPEND', prefix .. ':tree:' .. level, string.sub(nodes, j + 1, j + 32))
+end
+local i = 5
 while i <= #ARGV do
   local seq, line, rid, effects = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
   redis.call('XADD', KEYS[1], seq .. '-1', 'r', line)
@@ -203,7 +209,7 @@ def _encode_head(head: ChainHead) -> str:
     return "0 GENESIS" if head.seq == 0 else f"{head.seq} {head.hash}"
 
 
-def _decode_head(raw: bytes | str | None) -> ChainHead:
+def decode_head(raw: bytes | str | None) -> ChainHead:
     text = raw.decode() if isinstance(raw, bytes) else raw
     if not text or text == "0 GENESIS":
         return ChainHead.genesis()
@@ -218,9 +224,13 @@ class RedisLog:
         self._client = client
         self._append = client.register_script(_APPEND)
 
+    @property
+    def client(self) -> aioredis.Redis:
+        return self._client
+
     async def head(self) -> ChainHead:
         raw = await self._call(self._client.get(keys.HEAD))
-        return _decode_head(raw)
+        return decode_head(raw)
 
     async def compare_and_append(
         self,
@@ -228,12 +238,18 @@ class RedisLog:
         new_head: ChainHead,
         entries: Sequence[SealedEntry],
         batch_id: str,
+        tree_nodes: bytes = b"",
     ) -> AppendOutcome:
-        """Append ``entries`` if the head is still ``expected``; otherwise report the real head."""
+        """Append ``entries`` if the head is still ``expected``; otherwise report the real head.
+
+        ``tree_nodes`` are the Merkle tree's nodes the entries complete (store/tree.py),
+        appended in the same atomic step so the tree always covers exactly the log.
+        """
         args: list[str | bytes | int] = [
             _encode_head(expected),
             _encode_head(new_head),
             keys.PREFIX,
+            tree_nodes,
         ]
         for entry in entries:
             args += [entry.seq, entry.line, entry.request_id, entry.effects.encode()]
@@ -242,7 +258,7 @@ class RedisLog:
         )
         # 1: appended now; 2: this batch was appended by an earlier try; 0: the head moved.
         status, head_raw = int(reply[0]), reply[1]
-        return AppendOutcome(applied=status in (1, 2), head=_decode_head(head_raw))
+        return AppendOutcome(applied=status in (1, 2), head=decode_head(head_raw))
 
     async def read(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         """Up to ``limit`` records with seq > ``after``, oldest first."""

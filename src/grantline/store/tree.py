@@ -1,0 +1,181 @@
+"""The Merkle tree over the log, kept in Redis beside it.
+
+Level ``k`` is one string of 32-byte hashes: entry ``i`` is the perfect subtree over leaves
+``[i * 2**k, (i + 1) * 2**k)``. Appending a record appends its leaf and every node it
+completes, in the log's own atomic append (store/log.py), so the tree always covers exactly
+the records of the log. Any root or proof is then a few ``GETRANGE`` reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, WatchError
+
+from grantline.domain.errors import DependencyUnavailableError, IntegrityError
+from grantline.evidence.chain import ChainHead
+from grantline.evidence.merkle import (
+    HASH_SIZE,
+    PerfectNode,
+    consistency_proof,
+    frontier_append,
+    inclusion_proof,
+    leaf_hash,
+    range_hash,
+)
+from grantline.store import keys
+from grantline.store.connection import unavailable
+from grantline.store.log import RedisLog, decode_head
+
+T = TypeVar("T")
+
+# Reads the head and the frontier (the perfect subtrees that make up the tree) together.
+_FRONTIER = """
+local head = redis.call('GET', KEYS[1]) or '0 GENESIS'
+local size = tonumber(string.match(head, '^(%d+)'))
+local leaves = redis.call('STRLEN', ARGV[1] .. ':tree:0') / 32
+local out = {head, tostring(leaves)}
+if leaves ~= size then return out end
+local level = 0
+while (2 ^ level) <= size do
+  if math.floor(size / (2 ^ level)) % 2 == 1 then
+    local index = math.floor(size / (2 ^ level)) - 1
+    local key = ARGV[1] .. ':tree:' .. level
+    -- Largest subtree first: each found is larger than those before it.
+    table.insert(out, 3, redis.call('GETRANGE', key, index * 32, index * 32 + 31))
+  end
+  level = level + 1
+end
+return out
+"""
+
+
+def encode_nodes(nodes: Sequence[tuple[int, bytes]]) -> bytes:
+    """The tree nodes an append completes, as the append script takes them."""
+    return b"".join(bytes([level]) + node for level, node in nodes)
+
+
+def grow(size: int, frontier: list[bytes], lines: Sequence[bytes]) -> bytes:
+    """Add ``lines`` as leaves to a tree of ``size`` leaves (``frontier`` changes in place);
+    the encoded nodes to store."""
+    nodes: list[tuple[int, bytes]] = []
+    for offset, line in enumerate(lines):
+        nodes += frontier_append(size + offset, frontier, leaf_hash(line))
+    return encode_nodes(nodes)
+
+
+class RedisTree:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self._frontier = client.register_script(_FRONTIER)
+
+    async def head_and_frontier(self) -> tuple[ChainHead, list[bytes]]:
+        """The log's head and its tree's frontier, read atomically, largest subtree first.
+
+        Raises IntegrityError when the tree does not cover the log (see :meth:`rebuild`).
+        """
+        reply = await self._call(self._frontier(keys=[keys.HEAD], args=[keys.PREFIX]))
+        head = decode_head(reply[0])
+        if int(reply[1]) != head.seq:
+            raise IntegrityError(
+                f"the Merkle tree covers {int(reply[1])} records but the log has {head.seq}",
+                code="tree_behind",
+            )
+        return head, [bytes(node) for node in reply[2:]]
+
+    async def size(self) -> int:
+        length = await self._call(self._client.strlen(keys.tree(0)))
+        return int(length) // HASH_SIZE
+
+    async def root(self, size: int) -> bytes:
+        """The root of the tree of the first ``size`` records."""
+        return await self._computed(lambda perfect: range_hash(0, size, perfect))
+
+    async def inclusion(self, index: int, size: int) -> list[bytes]:
+        return await self._computed(lambda perfect: inclusion_proof(index, size, perfect))
+
+    async def consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        return await self._computed(lambda perfect: consistency_proof(old_size, new_size, perfect))
+
+    async def leaf(self, index: int) -> bytes:
+        return (await self._nodes([(0, index)]))[(0, index)]
+
+    async def _computed(self, compute: Callable[[PerfectNode], T]) -> T:
+        # The nodes a computation needs depend only on the sizes, not on the hashes: a first
+        # pass with stand-ins lists them, one pipelined read fetches them, a second computes.
+        needed: list[tuple[int, int]] = []
+
+        def record(level: int, index: int) -> bytes:
+            needed.append((level, index))
+            return bytes(HASH_SIZE)
+
+        compute(record)
+        nodes = await self._nodes(needed)
+        return compute(lambda level, index: nodes[(level, index)])
+
+    async def _nodes(self, wanted: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        unique = list(dict.fromkeys(wanted))
+        pipe = self._client.pipeline(transaction=False)
+        for level, index in unique:
+            pipe.getrange(keys.tree(level), index * HASH_SIZE, (index + 1) * HASH_SIZE - 1)
+        replies = await self._call(pipe.execute())
+        nodes = {}
+        for at, raw in zip(unique, replies, strict=True):
+            if len(raw) != HASH_SIZE:
+                raise IntegrityError(f"the Merkle tree has no node {at}", code="tree_behind")
+            nodes[at] = bytes(raw)
+        return nodes
+
+    async def rebuild(self, log: RedisLog) -> bool:
+        """Build the tree of a log written before the tree existed (or whose tree was lost).
+
+        Returns True when it rebuilt. The write is refused (and retried at the next start)
+        if the log moved meanwhile. Raises DependencyUnavailableError.
+        """
+        try:
+            await self.head_and_frontier()
+        except IntegrityError:
+            pass
+        else:
+            return False
+        head = await log.head()
+        levels = await _levels_of(log, head)
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                await pipe.watch(keys.HEAD)
+                if decode_head(await pipe.get(keys.HEAD)) != head:
+                    raise DependencyUnavailableError("the log moved while its tree was rebuilt")
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.delete(*(keys.tree(level) for level in range(64)))
+                for level, data in levels.items():
+                    pipe.set(keys.tree(level), bytes(data))
+                await pipe.execute()
+        except WatchError as exc:
+            raise DependencyUnavailableError("the log moved while its tree was rebuilt") from exc
+        except RedisError as exc:
+            raise unavailable(exc, "the log store") from exc
+        return True
+
+    async def _call(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except RedisError as exc:
+            raise unavailable(exc, "the log store") from exc
+
+
+async def _levels_of(log: RedisLog, head: ChainHead) -> dict[int, bytearray]:
+    """Every perfect node of the tree of the log up to ``head``, by level."""
+    frontier: list[bytes] = []
+    levels: dict[int, bytearray] = {}
+    size, after = 0, 0
+    while size < head.seq:
+        page = await log.read(after, 10_000)
+        if not page:
+            break
+        for seq, line in page[: head.seq - size]:
+            for level, node in frontier_append(size, frontier, leaf_hash(line)):
+                levels.setdefault(level, bytearray()).extend(node)
+            size, after = size + 1, seq
+    return levels
