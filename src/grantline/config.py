@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from pydantic import Field
@@ -42,6 +43,7 @@ from grantline.notify import Notification, Notifier
 from grantline.policy.embedded import EmbeddedRegoEngine
 from grantline.reconcile.alerts import Alerts
 from grantline.reconcile.reconciler import Reconciler, ReconcileSettings
+from grantline.store.checkpoints import Checkpoints
 from grantline.store.connection import StoreSettings, check_persistence, connect
 from grantline.store.grants import RedisGrants
 from grantline.store.ledger import Ledger
@@ -99,6 +101,12 @@ class Settings(BaseSettings):
     webhook_secret: str | None = None
     webhook_attempts: int = Field(default=6, ge=1, description="deliveries tried per event")
     webhook_backoff_seconds: float = Field(default=0.5, gt=0, description="first retry delay")
+    log_origin: str | None = Field(
+        default=None, description="the log's name in checkpoints (default: <host:port>/grantline)"
+    )
+    checkpoint_seconds: float = Field(
+        default=60.0, ge=0, description="interval of published checkpoints (0: on demand only)"
+    )
     approval_window_seconds: float = Field(
         default=3600.0, gt=0, description="how long a request may wait for its approvers"
     )
@@ -109,6 +117,11 @@ class Settings(BaseSettings):
     @property
     def issuer_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def origin(self) -> str:
+        """The log's origin line in checkpoints: stable, one token, no scheme."""
+        return self.log_origin or urlsplit(self.issuer_url).netloc + "/grantline"
 
     @property
     def keys_dir(self) -> Path:
@@ -175,6 +188,8 @@ class Runtime:
     clock: Clock
     reconciler: Reconciler
     approvals: Approvals
+    tree: RedisTree
+    checkpoints: Checkpoints
     notifier: Notifier
     vault: VaultClient | None = None
 
@@ -332,6 +347,8 @@ def _assemble(settings: Settings, client: aioredis.Redis, vault: VaultClient | N
         clock=clock,
         reconciler=reconciler,
         approvals=approvals,
+        tree=tree,
+        checkpoints=Checkpoints(client, tree, records_key, settings.origin, clock),
         notifier=notifier,
         vault=vault,
     )

@@ -35,6 +35,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 tasks.append(asyncio.create_task(_reconcile(built)))
             if built.vault is not None:
                 tasks.append(asyncio.create_task(_renew_vault_token(built)))
+            if settings.checkpoint_seconds > 0:
+                tasks.append(asyncio.create_task(_publish_checkpoints(built)))
             try:
                 yield
             finally:
@@ -85,6 +87,17 @@ async def _reconcile(built: Runtime) -> None:
             continue
         for problem in report.errors:
             log.warning("reconciliation: %s", problem)
+
+
+async def _publish_checkpoints(built: Runtime) -> None:
+    while True:
+        try:
+            await built.checkpoints.publish()
+        except GrantlineError as exc:
+            log.error("could not publish a checkpoint: %s", exc.message)  # noqa: TRY400
+        except Exception:
+            log.exception("could not publish a checkpoint")
+        await asyncio.sleep(built.settings.checkpoint_seconds)
 
 
 async def _renew_vault_token(built: Runtime) -> None:

@@ -5,17 +5,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from grantline.cli import exit_codes
 from grantline.cli.http import add_connection_arguments, broker_client, error_message, send
 from grantline.config import Settings, log_signer
-from grantline.domain.errors import ConfigError, DependencyUnavailableError, ForbiddenError
-from grantline.evidence.signer import load_public_keys
+from grantline.domain.errors import (
+    ConfigError,
+    DependencyUnavailableError,
+    ForbiddenError,
+    IntegrityError,
+)
+from grantline.evidence.note import CheckpointNote, NoteKey, open_checkpoint
+from grantline.evidence.signer import load_public_keys, raw_public_bytes
 from grantline.evidence.verify import verify_export
 
 _PAGE = 2000
@@ -34,6 +41,12 @@ def register(commands: Any) -> None:
         "--jwks", help="trusted keys: a JWKS file or URL (default: the keys in $GRANTLINE_HOME)"
     )
     verify.add_argument("--json", type=Path, dest="json_out", help="also write findings as JSON")
+    verify.add_argument(
+        "--against",
+        type=Path,
+        metavar="CHECKPOINT_FILE",
+        help="a checkpoint note kept from earlier (GET /v1/checkpoint): the export must extend it",
+    )
     verify.set_defaults(run=run_verify)
 
 
@@ -54,7 +67,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _checkpoint(client: httpx.Client) -> bytes:
-    response = send(client, "GET", "/v1/checkpoint")
+    response = send(client, "GET", "/v1/checkpoint", params={"format": "json"})
     _raise_for(response)
     return response.content.rstrip(b"\n")
 
@@ -88,9 +101,10 @@ def _raise_for(response: httpx.Response) -> None:
 
 def run_verify(args: argparse.Namespace) -> int:
     keys = load_public_keys(_jwks(args.jwks))
+    kept = _kept_checkpoint(args.against, keys) if args.against else None
     try:
         with args.file.open("rb") as handle:
-            report = verify_export((line.rstrip(b"\n") for line in handle), keys)
+            report = verify_export((line.rstrip(b"\n") for line in handle), keys, kept)
     except OSError as exc:
         raise ConfigError(f"cannot read {args.file}: {exc}") from exc
     if args.json_out:
@@ -105,6 +119,21 @@ def run_verify(args: argparse.Namespace) -> int:
         return exit_codes.OK
     print(f"FAILED: {summary}", file=sys.stderr)
     return exit_codes.INTEGRITY
+
+
+def _kept_checkpoint(path: Path, keys: Mapping[str, Ed25519PublicKey]) -> CheckpointNote:
+    """A checkpoint note kept from earlier, verified with one of the trusted log keys."""
+    try:
+        note = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the kept checkpoint {path}: {exc}") from exc
+    origin = note.split("\n", 1)[0]
+    for key in keys.values():
+        try:
+            return open_checkpoint(note, NoteKey(origin, raw_public_bytes(key)))
+        except IntegrityError:
+            continue
+    raise IntegrityError(f"the kept checkpoint {path} is not signed by any trusted log key")
 
 
 def _jwks(source: str | None) -> dict[str, Any]:

@@ -8,7 +8,12 @@ from collections.abc import Sequence
 
 from grantline import __version__
 from grantline.cli import actions, audit, dev, exit_codes, policy, reconcile, request, serve
-from grantline.domain.errors import ConfigError, DependencyUnavailableError, GrantlineError
+from grantline.domain.errors import (
+    ConfigError,
+    DependencyUnavailableError,
+    GrantlineError,
+    IntegrityError,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DependencyUnavailableError as exc:
         print(f"grantline: {exc.message}", file=sys.stderr)
         return exit_codes.UNAVAILABLE
+    except IntegrityError as exc:
+        print(f"grantline: {exc.message}", file=sys.stderr)
+        return exit_codes.INTEGRITY
     except (ConfigError, GrantlineError) as exc:
         print(f"grantline: {exc.message}", file=sys.stderr)
         return exit_codes.USAGE

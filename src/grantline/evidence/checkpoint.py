@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +15,7 @@ from grantline.domain.errors import IntegrityError
 from grantline.domain.models import format_time
 from grantline.evidence.canonical import is_json_int
 from grantline.evidence.chain import FORMAT_VERSION, TIME_PATTERN, ChainHead
+from grantline.evidence.merkle import HASH_SIZE
 from grantline.evidence.record import (
     CHECKPOINT_DOMAIN,
     HASH_PATTERN,
@@ -35,14 +38,23 @@ class Checkpoint:
     head: str
     at: str
     kid: str
+    root: str | None = None  # base64 Merkle root of the first ``size`` records, when stated
 
 
-def make_checkpoint(head: ChainHead, *, origin: str, at: datetime, signer: Signer) -> bytes:
-    """The signed checkpoint line over ``head``. Checkpoints are not links of the chain.
+def make_checkpoint(
+    head: ChainHead,
+    *,
+    origin: str,
+    at: datetime,
+    signer: Signer,
+    root: bytes | None = None,
+) -> bytes:
+    """The signed checkpoint line over ``head`` (and the Merkle ``root`` of the same records,
+    when given). Checkpoints are not links of the chain.
 
     Raises ``ValueError`` for a naive ``at``.
     """
-    body = {
+    body: dict[str, Any] = {
         "v": FORMAT_VERSION,
         "event": CHECKPOINT_EVENT,
         "origin": origin,
@@ -50,6 +62,8 @@ def make_checkpoint(head: ChainHead, *, origin: str, at: datetime, signer: Signe
         "head": head.hash,
         "at": format_time(at),
     }
+    if root is not None:
+        body["root"] = base64.b64encode(root).decode("ascii")
     return seal(body, signer, CHECKPOINT_DOMAIN)
 
 
@@ -70,7 +84,15 @@ def checkpoint_from(signed: SignedLine, keys: Mapping[str, Ed25519PublicKey]) ->
     check_signed(signed, keys, CHECKPOINT_DOMAIN)
     body = signed.body
     _check_fields(body)
-    return Checkpoint(body["origin"], body["size"], body["head"], body["at"], body["kid"])
+    root = body.get("root")
+    return Checkpoint(
+        body["origin"],
+        body["size"],
+        body["head"],
+        body["at"],
+        body["kid"],
+        root if isinstance(root, str) else None,
+    )
 
 
 def _check_fields(body: Mapping[str, Any]) -> None:
@@ -80,9 +102,19 @@ def _check_fields(body: Mapping[str, Any]) -> None:
         ("size", is_json_int(body.get("size")) and body["size"] >= 0),
         ("head", isinstance(body.get("head"), str) and HASH_PATTERN.fullmatch(body["head"])),
         ("at", isinstance(body.get("at"), str) and TIME_PATTERN.fullmatch(body["at"])),
+        ("root", "root" not in body or _is_root(body["root"])),
     )
     for name, good in checks:
         if not good:
             raise IntegrityError(
                 f"checkpoint field {name!r} is missing or wrong", code="invalid_field"
             )
+
+
+def _is_root(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        return len(base64.b64decode(value, validate=True)) == HASH_SIZE
+    except binascii.Error:
+        return False

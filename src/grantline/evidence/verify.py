@@ -6,6 +6,7 @@ everything. State is the chain position plus one small integer per request id se
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -17,6 +18,8 @@ from grantline.domain.errors import IntegrityError
 from grantline.evidence.canonical import is_json_int
 from grantline.evidence.chain import check_record_fields
 from grantline.evidence.checkpoint import CHECKPOINT_EVENT, Checkpoint, checkpoint_from
+from grantline.evidence.merkle import frontier_append, frontier_root, leaf_hash
+from grantline.evidence.note import CheckpointNote
 from grantline.evidence.record import (
     GENESIS,
     RECORD_DOMAIN,
@@ -95,20 +98,31 @@ class VerifyReport:
         )
 
 
-def verify_export(lines: Iterable[bytes], keys: Mapping[str, Ed25519PublicKey]) -> VerifyReport:
+def verify_export(
+    lines: Iterable[bytes],
+    keys: Mapping[str, Ed25519PublicKey],
+    against: CheckpointNote | None = None,
+) -> VerifyReport:
     """Verify an export, one line at a time; never raises for anything found in ``lines``.
 
+    ``against`` is a checkpoint the auditor kept from earlier (already verified): the export's
+    first ``against.size`` records must hash to its Merkle root, or history was rewritten.
     A trailing LF (or CRLF) on a line is a line terminator, not part of the line.
     """
-    verifier = _Verifier(keys)
+    verifier = _Verifier(keys, against)
     for raw in lines:
         verifier.feed(raw)
     return verifier.finish()
 
 
 class _Verifier:
-    def __init__(self, keys: Mapping[str, Ed25519PublicKey]) -> None:
+    def __init__(
+        self, keys: Mapping[str, Ed25519PublicKey], against: CheckpointNote | None = None
+    ) -> None:
         self._keys = keys
+        self._against = against
+        # The Merkle tree of the record lines so far, as its perfect subtrees.
+        self._frontier: list[bytes] = []
         self._findings: list[Finding] = []
         self._line_no = 0
         self._records = 0
@@ -144,6 +158,12 @@ class _Verifier:
 
     def finish(self) -> VerifyReport:
         self._check_reviews()
+        if self._against is not None and self._records < self._against.size:
+            message = (
+                f"the export holds {self._records} records, fewer than the "
+                f"{self._against.size} of the kept checkpoint"
+            )
+            self._flag("export_behind_checkpoint", self._records + 1, message)
         if self._checkpoint is None:
             self._flag("checkpoint_missing", None, "no valid checkpoint: a cut tail would not show")
         elif self._first_unchecked is not None:
@@ -195,7 +215,10 @@ class _Verifier:
 
     def _advance(self, line: bytes, seq: int | None) -> None:
         # Resynchronise on what was actually seen, so that one break is reported once.
+        frontier_append(self._records, self._frontier, leaf_hash(line))
         self._records += 1
+        if self._against is not None and self._records == self._against.size:
+            self._compare_kept(self._against)
         self._prev = chain_hash(line)
         position = self._expected_seq if seq is None else seq
         self._expected_seq = position + 1
@@ -212,6 +235,14 @@ class _Verifier:
         self._checkpoint = checkpoint
         self._first_unchecked = None
 
+    def _compare_kept(self, kept: CheckpointNote) -> None:
+        if frontier_root(self._frontier) != kept.root:
+            message = (
+                f"the first {kept.size} records do not hash to the root of the checkpoint kept "
+                "at that size: records it covered were changed, removed or reordered"
+            )
+            self._flag("history_rewritten", kept.size, message)
+
     def _compare_checkpoint(self, checkpoint: Checkpoint) -> None:
         size, records = checkpoint.size, self._records
         if size > records:
@@ -222,6 +253,9 @@ class _Verifier:
             self._flag("checkpoint_mismatch", size + 1, message)
         elif checkpoint.head != self._prev:
             message = f"the checkpoint head {checkpoint.head} is not the hash of the last record"
+            self._flag("checkpoint_mismatch", records or None, message)
+        elif checkpoint.root is not None and checkpoint.root != _b64(frontier_root(self._frontier)):
+            message = "the checkpoint's Merkle root is not the root of the records before it"
             self._flag("checkpoint_mismatch", records or None, message)
 
     def _check_lineage(self, body: Mapping[str, Any], seq: int) -> None:
@@ -374,6 +408,10 @@ def _parties(requested: Mapping[str, Any]) -> frozenset[str]:
     if isinstance(chain, list):
         parties.update(chain)
     return frozenset(p for p in parties if isinstance(p, str))
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
 
 
 def _shown(value: object) -> str:

@@ -1,16 +1,18 @@
-"""The log for auditors: pages of records and a signed checkpoint over the head."""
+"""The log for auditors: pages of records, signed checkpoints, inclusion and consistency proofs."""
 
 from __future__ import annotations
 
+import base64
 import json
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from grantline.api.auth import caller, runtime_of
+from grantline.domain.errors import InvalidRequestError
 from grantline.domain.models import Identity
-from grantline.evidence.checkpoint import make_checkpoint
+from grantline.store.tree import RedisTree
 
 router = APIRouter(prefix="/v1")
 Caller = Annotated[Identity, Depends(caller)]
@@ -37,15 +39,68 @@ async def records(
 
 
 @router.get("/checkpoint")
-async def checkpoint(request: Request, identity: Caller) -> Response:
-    """A checkpoint over the current head, signed with the log key (one JSON line)."""
+async def checkpoint(
+    request: Request,
+    identity: Caller,
+    format: Annotated[Literal["note", "json"], Query()] = "note",
+) -> Response:
+    """The log now, signed with the log key: a C2SP checkpoint note (``text/plain``), or with
+    ``format=json`` the JSON checkpoint line an export ends with."""
     runtime = runtime_of(request)
     runtime.broker.require_auditor(identity, "read checkpoints")
-    head = await runtime.log.head()
-    line = make_checkpoint(
-        head,
-        origin=runtime.settings.issuer_url,
-        at=runtime.clock.now(),
-        signer=runtime.log_signer,
-    )
-    return Response(line + b"\n", media_type="application/json")
+    if format == "json":
+        return Response(await runtime.checkpoints.line() + b"\n", media_type="application/json")
+    return PlainTextResponse(await runtime.checkpoints.note())
+
+
+@router.get("/records/{seq}/proof")
+async def inclusion(
+    request: Request,
+    identity: Caller,
+    seq: Annotated[int, Path(ge=1, le=2**53)],
+    tree_size: Annotated[int | None, Query(ge=1, le=2**53)] = None,
+) -> dict[str, Any]:
+    """The RFC 6962 inclusion proof of record ``seq`` in the tree of ``tree_size`` records."""
+    runtime = runtime_of(request)
+    runtime.broker.require_auditor(identity, "read proofs")
+    size = await _size_at_most(runtime.tree, tree_size)
+    if seq > size:
+        raise InvalidRequestError(f"record {seq} is not in a tree of {size} records")
+    hashes = await runtime.tree.inclusion(seq - 1, size)
+    return {
+        "leaf_index": seq - 1,
+        "tree_size": size,
+        "hashes": [_b64(h) for h in hashes],
+        "root": _b64(await runtime.tree.root(size)),
+    }
+
+
+@router.get("/checkpoints/consistency")
+async def consistency(
+    request: Request,
+    identity: Caller,
+    old: Annotated[int, Query(alias="from", ge=1, le=2**53)],
+    new: Annotated[int, Query(alias="to", ge=1, le=2**53)],
+) -> dict[str, Any]:
+    """The RFC 6962 consistency proof that the first ``from`` records are a prefix of the
+    first ``to``: nothing a kept checkpoint covered was rewritten."""
+    runtime = runtime_of(request)
+    runtime.broker.require_auditor(identity, "read proofs")
+    if old > new:
+        raise InvalidRequestError(f"from ({old}) must not exceed to ({new})")
+    await _size_at_most(runtime.tree, new)
+    hashes = await runtime.tree.consistency(old, new)
+    return {"from": old, "to": new, "hashes": [_b64(h) for h in hashes]}
+
+
+async def _size_at_most(tree: RedisTree, wanted: int | None) -> int:
+    size = await tree.size()
+    if wanted is None:
+        return size
+    if wanted > size:
+        raise InvalidRequestError(f"the log has {size} records, fewer than {wanted}")
+    return wanted
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")

@@ -34,6 +34,12 @@ async def discovery(request: Request) -> dict[str, Any]:
     }
 
 
+@router.get("/.well-known/grantline-log-key")
+async def log_key(request: Request) -> PlainTextResponse:
+    """The log key as a C2SP verifier key, to check checkpoint notes with."""
+    return PlainTextResponse(runtime_of(request).checkpoints.verifier_key().encode() + "\n")
+
+
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
