@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,12 @@ from grantline.domain.errors import (
     IntegrityError,
 )
 from grantline.evidence.note import CheckpointNote, NoteKey, open_checkpoint
+from grantline.evidence.parallel import verify_file
 from grantline.evidence.signer import load_public_keys, raw_public_bytes
-from grantline.evidence.verify import verify_export
+from grantline.evidence.verify import VerifyReport
 
 _PAGE = 2000
+_SHOWN = 1000
 
 
 def register(commands: Any) -> None:
@@ -41,6 +44,9 @@ def register(commands: Any) -> None:
         "--jwks", help="trusted keys: a JWKS file or URL (default: the keys in $GRANTLINE_HOME)"
     )
     verify.add_argument("--json", type=Path, dest="json_out", help="also write findings as JSON")
+    verify.add_argument(
+        "--workers", type=int, default=None, help="processes to verify with (default: every core)"
+    )
     verify.add_argument(
         "--against",
         type=Path,
@@ -102,23 +108,52 @@ def _raise_for(response: httpx.Response) -> None:
 def run_verify(args: argparse.Namespace) -> int:
     keys = load_public_keys(_jwks(args.jwks))
     kept = _kept_checkpoint(args.against, keys) if args.against else None
+    started = time.perf_counter()
     try:
-        with args.file.open("rb") as handle:
-            report = verify_export((line.rstrip(b"\n") for line in handle), keys, kept)
+        report = verify_file(
+            args.file, keys, kept, workers=args.workers, progress=_progress(started)
+        )
     except OSError as exc:
         raise ConfigError(f"cannot read {args.file}: {exc}") from exc
+    elapsed = time.perf_counter() - started
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
     if args.json_out:
         args.json_out.write_text(report.to_json())
-    for finding in report.findings:
-        where = f"seq {finding.seq}" if finding.seq is not None else "export"
-        rid = f" request {finding.request_id}" if finding.request_id else ""
-        print(f"{finding.category}: {finding.code} at {where}{rid}: {finding.message}")
-    summary = f"{report.records} records, {len(report.findings)} findings"
+    _print_findings(report)
+    rate = report.records / elapsed if elapsed > 0 else 0.0
+    summary = (
+        f"{report.records} records in {elapsed:.1f} s ({rate:,.0f} records/s), "
+        f"{len(report.findings)} findings"
+    )
     if report.ok:
-        print(f"OK: {summary}; signatures, chain, checkpoint and lineage verify")
+        print(f"OK: {summary}; signatures, chain, Merkle root, checkpoint and lineage verify")
         return exit_codes.OK
     print(f"FAILED: {summary}", file=sys.stderr)
     return exit_codes.INTEGRITY
+
+
+def _progress(started: float) -> Callable[[int], None] | None:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int) -> None:
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        print(f"\rverifying: {done:,} lines ({rate:,.0f}/s)", end="", file=sys.stderr)
+
+    return show
+
+
+def _print_findings(report: VerifyReport) -> None:
+    """Each finding (the first thousand), then how many of each category and code."""
+    for finding in report.findings[:_SHOWN]:
+        where = f"seq {finding.seq}" if finding.seq is not None else "export"
+        rid = f" request {finding.request_id}" if finding.request_id else ""
+        print(f"{finding.category}: {finding.code} at {where}{rid}: {finding.message}")
+    if len(report.findings) > _SHOWN:
+        print(f"... and {len(report.findings) - _SHOWN} more (all of them with --json)")
+    for (category, code), count in sorted(report.counts().items()):
+        print(f"count {category} {code}: {count}")
 
 
 def _kept_checkpoint(path: Path, keys: Mapping[str, Ed25519PublicKey]) -> CheckpointNote:

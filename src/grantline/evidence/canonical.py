@@ -40,6 +40,40 @@ def canonicalize(obj: object) -> bytes:
         _refuse(str(exc), exc)
 
 
+def canonicalize_parsed(value: Any) -> bytes:
+    """:func:`canonicalize` for a value :func:`parse_json` returned, without copying it.
+
+    Such a value is made of exact builtin types already, so one walk checks what JCS needs
+    (no float, integers within ±(2**53 - 1)) and whether every key is ASCII; the verifier
+    runs this once per record. Raises :class:`IntegrityError` as :func:`canonicalize` does.
+    """
+    try:
+        if _checked(value):
+            return _fast_dumps(value)
+        return rfc8785.dumps(value)
+    except RecursionError:
+        _refuse("the value is nested too deeply")
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError) as exc:
+        _refuse(str(exc), exc)
+
+
+def _checked(value: Any) -> bool:
+    """Refuse floats and unsafe integers; whether every object key is ASCII."""
+    kind = type(value)
+    if kind is dict:
+        ascii_keys = True
+        for key, item in value.items():
+            ascii_keys = _checked(item) and ascii_keys and key.isascii()
+        return ascii_keys
+    if kind is list:
+        return all([_checked(item) for item in value])
+    if kind is int:
+        _plain_int(value)
+    elif kind is float:
+        _refuse(f"float {value!r}: records hold integers only")
+    return True
+
+
 def _fast_dumps(plain: Any) -> bytes:
     """The same bytes as RFC 8785 for float-free values whose object keys are all ASCII.
 

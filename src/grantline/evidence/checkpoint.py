@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from grantline.domain.errors import IntegrityError
 from grantline.domain.models import format_time
 from grantline.evidence.canonical import is_json_int
@@ -20,6 +18,7 @@ from grantline.evidence.record import (
     CHECKPOINT_DOMAIN,
     HASH_PATTERN,
     SignedLine,
+    VerifyingKey,
     check_signed,
     read_line,
     seal,
@@ -67,7 +66,7 @@ def make_checkpoint(
     return seal(body, signer, CHECKPOINT_DOMAIN)
 
 
-def parse_checkpoint(line: bytes, keys: Mapping[str, Ed25519PublicKey]) -> Checkpoint:
+def parse_checkpoint(line: bytes, keys: Mapping[str, VerifyingKey]) -> Checkpoint:
     """Verify a checkpoint line and return what it states.
 
     Raises :class:`IntegrityError` whose ``code`` is a verifier finding code: ``malformed_line``,
@@ -79,7 +78,7 @@ def parse_checkpoint(line: bytes, keys: Mapping[str, Ed25519PublicKey]) -> Check
     return checkpoint_from(signed, keys)
 
 
-def checkpoint_from(signed: SignedLine, keys: Mapping[str, Ed25519PublicKey]) -> Checkpoint:
+def checkpoint_from(signed: SignedLine, keys: Mapping[str, VerifyingKey]) -> Checkpoint:
     """Verify an already split checkpoint line; raises as :func:`parse_checkpoint`."""
     check_signed(signed, keys, CHECKPOINT_DOMAIN)
     body = signed.body

@@ -10,13 +10,18 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from grantline.domain.errors import IntegrityError
-from grantline.evidence.canonical import b64url_decode, b64url_encode, canonicalize, parse_json
+from grantline.evidence.canonical import (
+    b64url_decode,
+    b64url_encode,
+    canonicalize,
+    canonicalize_parsed,
+    parse_json,
+)
 from grantline.evidence.signer import Signer
 
 RECORD_DOMAIN = b"grantline/record/v1\x00"
@@ -84,7 +89,15 @@ def read_line(line: bytes) -> SignedLine:
     return SignedLine(signed, signature, body, duplicates)
 
 
-def check_signed(line: SignedLine, keys: Mapping[str, Ed25519PublicKey], domain: bytes) -> None:
+class VerifyingKey(Protocol):
+    """What checks a signature: cryptography's Ed25519 key, or evidence/fast_keys.py's."""
+
+    def verify(self, signature: bytes, data: bytes) -> None:
+        """Raises ``cryptography.exceptions.InvalidSignature`` when it does not verify."""
+        ...
+
+
+def check_signed(line: SignedLine, keys: Mapping[str, VerifyingKey], domain: bytes) -> None:
     """Verify the signature over the exact signed bytes, then that they are canonical.
 
     ``kid`` is read from the unverified body only to choose the key. Raises
@@ -110,7 +123,7 @@ def check_signed(line: SignedLine, keys: Mapping[str, Ed25519PublicKey], domain:
 
 def _check_canonical(line: SignedLine) -> None:
     try:
-        canonical = canonicalize(line.body)
+        canonical = canonicalize_parsed(line.body)
     except IntegrityError as exc:
         raise IntegrityError(
             f"the signed bytes are not canonical: {exc}", code="not_canonical"

@@ -8,25 +8,19 @@ from __future__ import annotations
 
 import base64
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from grantline.domain.errors import IntegrityError
-from grantline.evidence.canonical import is_json_int
-from grantline.evidence.chain import check_record_fields
-from grantline.evidence.checkpoint import CHECKPOINT_EVENT, Checkpoint, checkpoint_from
-from grantline.evidence.merkle import frontier_append, frontier_root, leaf_hash
+from grantline.evidence.checkpoint import Checkpoint
+from grantline.evidence.examine import CHECKPOINT, MALFORMED, Examined, examine
+from grantline.evidence.merkle import frontier_append, frontier_root
 from grantline.evidence.note import CheckpointNote
 from grantline.evidence.record import (
     GENESIS,
-    RECORD_DOMAIN,
-    SignedLine,
-    chain_hash,
-    check_signed,
-    read_line,
 )
 
 # integrity: the evidence itself; lineage: a request's records out of order or missing;
@@ -85,13 +79,22 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.findings
 
+    def counts(self) -> Counter[tuple[str, str]]:
+        """Findings by (category, code)."""
+        return Counter((finding.category, finding.code) for finding in self.findings)
+
     def to_json(self) -> str:
-        """The report as one JSON object: ok, records, checkpoint, findings."""
+        """The report as one JSON object: ok, records, checkpoint, counts (category -> code
+        -> number), findings."""
+        counts: dict[str, dict[str, int]] = {}
+        for (category, code), count in self.counts().items():
+            counts.setdefault(category, {})[code] = count
         return json.dumps(
             {
                 "ok": self.ok,
                 "records": self.records,
                 "checkpoint": asdict(self.checkpoint) if self.checkpoint else None,
+                "counts": counts,
                 "findings": [asdict(finding) for finding in self.findings],
             },
             sort_keys=True,
@@ -109,13 +112,13 @@ def verify_export(
     first ``against.size`` records must hash to its Merkle root, or history was rewritten.
     A trailing LF (or CRLF) on a line is a line terminator, not part of the line.
     """
-    verifier = _Verifier(keys, against)
+    verifier = Verifier(keys, against)
     for raw in lines:
         verifier.feed(raw)
     return verifier.finish()
 
 
-class _Verifier:
+class Verifier:
     def __init__(
         self, keys: Mapping[str, Ed25519PublicKey], against: CheckpointNote | None = None
     ) -> None:
@@ -142,19 +145,19 @@ class _Verifier:
         self._last_at = ""
 
     def feed(self, raw: bytes) -> None:
+        self.accept(examine(raw, self._keys))
+
+    def accept(self, line: Examined) -> None:
+        """Take the next line, already examined on its own (evidence/examine.py)."""
         self._line_no += 1
-        line = _strip_terminator(raw)
-        try:
-            signed = read_line(line)
-        except IntegrityError as exc:
+        if line.kind == MALFORMED:
             # Most likely a damaged record: count it so the positions after it stay aligned.
-            self._flag(exc.code, self._expected_seq, exc.message)
+            self._flag(line.code or "malformed_line", self._expected_seq, line.message)
             self._advance(line, None)
-            return
-        if signed.body.get("event") == CHECKPOINT_EVENT:
-            self._feed_checkpoint(signed)
+        elif line.kind == CHECKPOINT:
+            self._feed_checkpoint(line)
         else:
-            self._feed_record(signed, line)
+            self._feed_record(line)
 
     def finish(self) -> VerifyReport:
         self._check_reviews()
@@ -174,31 +177,20 @@ class _Verifier:
             )
         return VerifyReport(self._records, tuple(self._findings), self._checkpoint)
 
-    def _feed_record(self, signed: SignedLine, line: bytes) -> None:
-        problem = self._record_problem(signed)
-        if problem is not None and problem.code in _UNAUTHENTICATED:
+    def _feed_record(self, line: Examined) -> None:
+        if line.code in _UNAUTHENTICATED:
             # Nothing in the line is trustworthy, not even its seq: name it by its position.
-            self._flag(problem.code, self._expected_seq, problem.message)
+            self._flag(line.code or "", self._expected_seq, line.message)
             self._advance(line, None)
             return
-        body = signed.body
-        seq = body["seq"] if is_json_int(body.get("seq")) else None
-        request_id = body["request_id"] if isinstance(body.get("request_id"), str) else None
-        if problem is not None:
+        seq, request_id = line.seq, line.request_id
+        if line.code is not None:
             at = self._expected_seq if seq is None else seq
-            self._flag(problem.code, at, problem.message, request_id=request_id)
-        self._check_links(seq, body.get("prev"), request_id)
-        if problem is None:
-            self._check_lineage(body, body["seq"])
+            self._flag(line.code, at, line.message, request_id=request_id)
+        self._check_links(seq, line.prev, request_id)
+        if line.code is None and seq is not None:
+            self._check_lineage(line, seq)
         self._advance(line, seq)
-
-    def _record_problem(self, signed: SignedLine) -> IntegrityError | None:
-        try:
-            check_signed(signed, self._keys, RECORD_DOMAIN)
-            check_record_fields(signed.body)
-        except IntegrityError as exc:
-            return exc
-        return None
 
     def _check_links(self, seq: int | None, prev: object, request_id: str | None) -> None:
         expected = self._expected_seq
@@ -213,27 +205,30 @@ class _Verifier:
                 "chain_break", expected if seq is None else seq, message, request_id=request_id
             )
 
-    def _advance(self, line: bytes, seq: int | None) -> None:
+    def _advance(self, line: Examined, seq: int | None) -> None:
         # Resynchronise on what was actually seen, so that one break is reported once.
-        frontier_append(self._records, self._frontier, leaf_hash(line))
+        frontier_append(self._records, self._frontier, line.leaf)
         self._records += 1
         if self._against is not None and self._records == self._against.size:
             self._compare_kept(self._against)
-        self._prev = chain_hash(line)
+        self._prev = line.chain
         position = self._expected_seq if seq is None else seq
         self._expected_seq = position + 1
         if self._first_unchecked is None:
             self._first_unchecked = position
 
-    def _feed_checkpoint(self, signed: SignedLine) -> None:
-        try:
-            checkpoint = checkpoint_from(signed, self._keys)
-        except IntegrityError as exc:
-            self._flag(exc.code, None, f"checkpoint: {exc.message}")
+    def _feed_checkpoint(self, line: Examined) -> None:
+        checkpoint = line.checkpoint
+        if checkpoint is None:
+            self._flag(line.code or "invalid_field", None, f"checkpoint: {line.message}")
             return
         self._compare_checkpoint(checkpoint)
         self._checkpoint = checkpoint
         self._first_unchecked = None
+
+    def _damaged_records(self) -> bool:
+        # A damaged record changes the Merkle root too: the damage is reported once, as such.
+        return any(f.category == "integrity" and f.seq is not None for f in self._findings)
 
     def _compare_kept(self, kept: CheckpointNote) -> None:
         if frontier_root(self._frontier) != kept.root:
@@ -254,13 +249,17 @@ class _Verifier:
         elif checkpoint.head != self._prev:
             message = f"the checkpoint head {checkpoint.head} is not the hash of the last record"
             self._flag("checkpoint_mismatch", records or None, message)
-        elif checkpoint.root is not None and checkpoint.root != _b64(frontier_root(self._frontier)):
+        elif (
+            checkpoint.root is not None
+            and not self._damaged_records()
+            and checkpoint.root != _b64(frontier_root(self._frontier))
+        ):
             message = "the checkpoint's Merkle root is not the root of the records before it"
             self._flag("checkpoint_mismatch", records or None, message)
 
-    def _check_lineage(self, body: Mapping[str, Any], seq: int) -> None:
-        request_id, event, data = body["request_id"], body["event"], body["data"]
-        self._last_at = body["at"]
+    def _check_lineage(self, line: Examined, seq: int) -> None:
+        request_id, event, data = line.request_id or "", line.event, line.data or {}
+        self._last_at = line.at
         facts = self._facts.get(request_id, 0)
         if event == "issued":
             for fact, required, code, problem in _ISSUANCE_RULES:

@@ -9,6 +9,7 @@ compare-and-set fails, the batch is sealed again on the real head and retried.
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -20,10 +21,12 @@ from grantline.domain.errors import DependencyUnavailableError
 from grantline.evidence.chain import ChainHead, seal_next
 from grantline.evidence.signer import Signer
 from grantline.store.log import Effects, RedisLog, SealedEntry
-from grantline.store.tree import RedisTree, grow
+from grantline.store.tree import RedisTree, checked_frontier, grow
 
 _MAX_BATCH_RECORDS = 512
 _MAX_CAS_ATTEMPTS = 16
+_BACKOFF_SECONDS = 0.002
+_JITTER = random.SystemRandom()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +104,7 @@ class Ledger:
             self._head, self._frontier = await self._tree.head_and_frontier()
         head, frontier = self._head, self._frontier
         batch_id = secrets.token_hex(16)
-        for _ in range(_MAX_CAS_ATTEMPTS):
+        for attempt in range(_MAX_CAS_ATTEMPTS):
             if self._signer.blocking:
                 entries, new_head = await asyncio.to_thread(self._seal, head, drafts)
             else:
@@ -112,8 +115,10 @@ class Ledger:
             if outcome.applied:
                 self._head, self._frontier = new_head, grown
                 return [entry.line for entry in entries]
-            # Another replica appended first: seal again on the head and tree it left.
-            head, frontier = await self._tree.head_and_frontier()
+            # Another replica appended first: seal again on the head and tree it left, after a
+            # short random pause so that replicas racing for the head do not keep colliding.
+            head, frontier = checked_frontier(outcome.head, outcome.tree_size, outcome.frontier)
+            await asyncio.sleep(_JITTER.uniform(0, _BACKOFF_SECONDS * (attempt + 1)))
         raise DependencyUnavailableError(
             "the log is under too much contention to append; try again", code="store_contention"
         )

@@ -25,11 +25,40 @@ from grantline.store.connection import unavailable
 
 # The batch key makes an append idempotent: a retry after a lost reply finds its own batch
 # already applied instead of appending the records a second time under new seqs.
-_APPEND = """
+# The Merkle tree's frontier (its perfect subtrees, largest first) for the log of ``head``:
+# `{head, leaves in the tree, frontier...}`. Shared by the append script (a refused append
+# answers with the head and frontier to seal again on) and store/tree.py's reader.
+FRONTIER_LUA = """
+local function frontier(head, prefix)
+  local size = tonumber(string.match(head, '^(%d+)'))
+  local leaves = redis.call('STRLEN', prefix .. ':tree:0') / 32
+  local out = {head, tostring(leaves)}
+  if leaves ~= size then return out end
+  local level = 0
+  while (2 ^ level) <= size do
+    if math.floor(size / (2 ^ level)) % 2 == 1 then
+      local index = math.floor(size / (2 ^ level)) - 1
+      local key = prefix .. ':tree:' .. level
+      -- Largest subtree first: each found is larger than those before it.
+      table.insert(out, 3, redis.call('GETRANGE', key, index * 32, index * 32 + 31))
+    end
+    level = level + 1
+  end
+  return out
+end
+"""
+
+_APPEND = (
+    FRONTIER_LUA
+    + """
 local done = redis.call('GET', KEYS[3])
 if done then return {2, done} end
 local head = redis.call('GET', KEYS[2]) or '0 GENESIS'
-if head ~= ARGV[1] then return {0, head} end
+if head ~= ARGV[1] then
+  local reply = frontier(head, ARGV[3])
+  table.insert(reply, 1, 0)
+  return reply
+end
 local prefix = ARGV[3]
 -- The Merkle tree's new perfect nodes: 33-byte entries, a level byte then the hash.
 local nodes = ARGV[4]
@@ -97,6 +126,7 @@ redis.call('SET', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[3], ARGV[2], 'EX', 86400)
 return {1, ARGV[2]}
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +233,9 @@ class SealedEntry:
 class AppendOutcome:
     applied: bool
     head: ChainHead
+    # When refused: the Merkle tree's leaf count and frontier at ``head`` (store/tree.py).
+    tree_size: int = 0
+    frontier: tuple[bytes, ...] = ()
 
 
 def _encode_head(head: ChainHead) -> str:
@@ -256,9 +289,12 @@ class RedisLog:
         reply = await self._call(
             self._append(keys=[keys.LOG, keys.HEAD, keys.batch(batch_id)], args=args)
         )
-        # 1: appended now; 2: this batch was appended by an earlier try; 0: the head moved.
-        status, head_raw = int(reply[0]), reply[1]
-        return AppendOutcome(applied=status in (1, 2), head=decode_head(head_raw))
+        # 1: appended now; 2: this batch was appended by an earlier try; 0: the head moved,
+        # and the reply goes on with the tree's size and frontier at the real head.
+        status, head = int(reply[0]), decode_head(reply[1])
+        if status == 0:
+            return AppendOutcome(False, head, int(reply[2]), tuple(bytes(n) for n in reply[3:]))
+        return AppendOutcome(applied=True, head=head)
 
     async def read(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         """Up to ``limit`` records with seq > ``after``, oldest first."""

@@ -27,29 +27,29 @@ from grantline.evidence.merkle import (
 )
 from grantline.store import keys
 from grantline.store.connection import unavailable
-from grantline.store.log import RedisLog, decode_head
+from grantline.store.log import FRONTIER_LUA, RedisLog, decode_head
 
 T = TypeVar("T")
 
 # Reads the head and the frontier (the perfect subtrees that make up the tree) together.
-_FRONTIER = """
-local head = redis.call('GET', KEYS[1]) or '0 GENESIS'
-local size = tonumber(string.match(head, '^(%d+)'))
-local leaves = redis.call('STRLEN', ARGV[1] .. ':tree:0') / 32
-local out = {head, tostring(leaves)}
-if leaves ~= size then return out end
-local level = 0
-while (2 ^ level) <= size do
-  if math.floor(size / (2 ^ level)) % 2 == 1 then
-    local index = math.floor(size / (2 ^ level)) - 1
-    local key = ARGV[1] .. ':tree:' .. level
-    -- Largest subtree first: each found is larger than those before it.
-    table.insert(out, 3, redis.call('GETRANGE', key, index * 32, index * 32 + 31))
-  end
-  level = level + 1
-end
-return out
+_FRONTIER = (
+    FRONTIER_LUA
+    + """
+return frontier(redis.call('GET', KEYS[1]) or '0 GENESIS', ARGV[1])
 """
+)
+
+
+def checked_frontier(
+    head: ChainHead, tree_size: int, nodes: Sequence[bytes]
+) -> tuple[ChainHead, list[bytes]]:
+    """The head and frontier a script read, once the tree is known to cover the log."""
+    if tree_size != head.seq:
+        raise IntegrityError(
+            f"the Merkle tree covers {tree_size} records but the log has {head.seq}",
+            code="tree_behind",
+        )
+    return head, [bytes(node) for node in nodes]
 
 
 def encode_nodes(nodes: Sequence[tuple[int, bytes]]) -> bytes:
@@ -77,13 +77,7 @@ class RedisTree:
         Raises IntegrityError when the tree does not cover the log (see :meth:`rebuild`).
         """
         reply = await self._call(self._frontier(keys=[keys.HEAD], args=[keys.PREFIX]))
-        head = decode_head(reply[0])
-        if int(reply[1]) != head.seq:
-            raise IntegrityError(
-                f"the Merkle tree covers {int(reply[1])} records but the log has {head.seq}",
-                code="tree_behind",
-            )
-        return head, [bytes(node) for node in reply[2:]]
+        return checked_frontier(decode_head(reply[0]), int(reply[1]), reply[2:])
 
     async def size(self) -> int:
         length = await self._call(self._client.strlen(keys.tree(0)))
