@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from grantline.broker import records
+from grantline.broker.selection import RequestFields, Selection
 from grantline.domain.approvals import Approval, Requirement
 from grantline.domain.clock import Clock
 from grantline.domain.errors import (
@@ -106,6 +107,13 @@ class _Silent:
         return None
 
 
+class _NoFields:
+    async def fields_of(
+        self, request_ids: Sequence[str], names: Sequence[str]
+    ) -> dict[str, dict[str, str]]:
+        return {}
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerSettings:
     approval_window_seconds: float = 3600.0
@@ -135,6 +143,7 @@ class Broker:
         clock: Clock,
         notifier: Notify | None = None,
         settings: BrokerSettings | None = None,
+        requests: RequestFields | None = None,
     ) -> None:
         self._ledger = ledger
         self._grants = grants
@@ -144,6 +153,7 @@ class Broker:
         self._introspector = introspector
         self._clock = clock
         self.notifier: Notify = notifier or _Silent()
+        self._requests = requests or _NoFields()
         self.settings = settings or BrokerSettings()
 
     @property
@@ -447,9 +457,17 @@ class Broker:
             raise NotFoundError(f"no request {request_id}")
         return lines
 
-    async def records(self, caller: Identity, after: int, limit: int) -> list[tuple[int, bytes]]:
+    async def records(
+        self, caller: Identity, after: int, limit: int, selection: Selection | None = None
+    ) -> tuple[list[tuple[int, bytes]], int]:
+        """Up to ``limit`` records after ``after``, those ``selection`` keeps; and the seq to
+        go on after (the last one looked at, selected or not)."""
         self.require_auditor(caller, "read the whole log")
-        return await self._log.read(after, limit)
+        rows = await self._log.read(after, limit)
+        scanned = rows[-1][0] if rows else after
+        if selection is None or selection.everything:
+            return rows, scanned
+        return await selection.select(rows, self._requests), scanned
 
     def is_auditor(self, caller: Identity) -> bool:
         return caller.subject in self._policy.group_members(AUDITORS)

@@ -14,6 +14,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from grantline.cli import exit_codes
+from grantline.cli.bundle import add_filter_arguments, export_bundle, selection_of
 from grantline.cli.http import add_connection_arguments, broker_client, error_message, send
 from grantline.config import Settings, log_signer
 from grantline.domain.errors import (
@@ -22,6 +23,7 @@ from grantline.domain.errors import (
     ForbiddenError,
     IntegrityError,
 )
+from grantline.evidence.bundle import is_bundle, verify_bundle
 from grantline.evidence.note import CheckpointNote, NoteKey, open_checkpoint
 from grantline.evidence.parallel import verify_file
 from grantline.evidence.signer import load_public_keys, raw_public_bytes
@@ -36,6 +38,7 @@ def register(commands: Any) -> None:
     audit_commands = parser.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
     export = audit_commands.add_parser("export", help="write the log as JSON Lines")
     export.add_argument("--out", required=True, type=Path, help="file to write")
+    add_filter_arguments(export)
     add_connection_arguments(export)
     export.set_defaults(run=run_export)
     verify = audit_commands.add_parser("verify", help="verify an export offline")
@@ -57,6 +60,11 @@ def register(commands: Any) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    if selection_of(args) or args.resume:
+        with broker_client(args) as client:
+            count, size = export_bundle(client, args)
+        print(f"bundled {count} records with their proofs to a checkpoint at size {size}")
+        return exit_codes.OK
     with broker_client(args) as client:
         checkpoint = _checkpoint(client)
         size = json.loads(checkpoint)["size"]
@@ -109,6 +117,8 @@ def run_verify(args: argparse.Namespace) -> int:
     keys = load_public_keys(_jwks(args.jwks))
     kept = _kept_checkpoint(args.against, keys) if args.against else None
     started = time.perf_counter()
+    if is_bundle(_first_line(args.file)):
+        return _verify_bundle(args, keys)
     try:
         report = verify_file(
             args.file, keys, kept, workers=args.workers, progress=_progress(started)
@@ -130,6 +140,27 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"OK: {summary}; signatures, chain, Merkle root, checkpoint and lineage verify")
         return exit_codes.OK
     print(f"FAILED: {summary}", file=sys.stderr)
+    return exit_codes.INTEGRITY
+
+
+def _first_line(path: Path) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            return handle.readline()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+
+
+def _verify_bundle(args: argparse.Namespace, keys: Mapping[str, Ed25519PublicKey]) -> int:
+    with args.file.open("rb") as handle:
+        report = verify_bundle((line.rstrip(b"\n") for line in handle), keys)
+    if args.json_out:
+        args.json_out.write_text(report.to_json())
+    _print_findings(report)
+    if report.ok:
+        print(f"OK: bundle of {report.records} records; each signed and proven in the log")
+        return exit_codes.OK
+    print(f"FAILED: bundle of {report.records} records, {len(report.findings)} findings")
     return exit_codes.INTEGRITY
 
 

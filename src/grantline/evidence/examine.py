@@ -28,7 +28,7 @@ RECORD, CHECKPOINT, MALFORMED = 0, 1, 2
 # The data members each lineage rule reads (evidence/verify.py), by event.
 _LINEAGE_DATA = {
     "requested": ("identity", "actor"),
-    "evaluated": ("decision",),
+    "evaluated": ("decision", "policy_digest"),
     "approval_given": ("approver",),
     "approved": ("by", "approvers", "requirement", "review_due_at"),
 }

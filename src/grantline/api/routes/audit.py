@@ -10,8 +10,9 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from grantline.api.auth import caller, runtime_of
+from grantline.broker.selection import Selection
 from grantline.domain.errors import InvalidRequestError
-from grantline.domain.models import Identity
+from grantline.domain.models import Identity, format_time, parse_time
 from grantline.store.tree import RedisTree
 
 router = APIRouter(prefix="/v1")
@@ -23,13 +24,30 @@ NDJSON = "application/x-ndjson"
 async def records(
     request: Request,
     identity: Caller,
+    *,
     after: Annotated[int, Query(ge=0, le=2**53)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    since: Annotated[str | None, Query(max_length=40)] = None,
+    until: Annotated[str | None, Query(max_length=40)] = None,
+    request_id: Annotated[str | None, Query(max_length=128)] = None,
+    event: Annotated[str | None, Query(max_length=64)] = None,
+    subject: Annotated[str | None, Query(max_length=512)] = None,
+    role: Annotated[str | None, Query(max_length=128)] = None,
+    target: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Response:
-    """Records with seq > ``after``, oldest first. ``Accept: application/x-ndjson`` gives the
+    """Records with seq > ``after``, oldest first, of the ``limit`` looked at those the filters
+    keep (``X-Next-After`` says where to go on). ``Accept: application/x-ndjson`` gives the
     exact signed lines, one a line, as an export needs them."""
-    rows = await runtime_of(request).broker.records(identity, after, limit)
-    next_after = rows[-1][0] if rows else after
+    selection = Selection(
+        since=_time(since, "since"),
+        until=_time(until, "until"),
+        request_id=request_id,
+        event=event,
+        subject=subject,
+        role=role,
+        target=target,
+    )
+    rows, next_after = await runtime_of(request).broker.records(identity, after, limit, selection)
     if NDJSON in request.headers.get("accept", ""):
         body = b"".join(line + b"\n" for _, line in rows)
         return Response(body, media_type=NDJSON, headers={"X-Next-After": str(next_after)})
@@ -100,6 +118,39 @@ async def _size_at_most(tree: RedisTree, wanted: int | None) -> int:
     if wanted > size:
         raise InvalidRequestError(f"the log has {size} records, fewer than {wanted}")
     return wanted
+
+
+@router.get("/records/proofs")
+async def inclusions(
+    request: Request,
+    identity: Caller,
+    tree_size: Annotated[int, Query(ge=1, le=2**53)],
+    seqs: Annotated[str, Query(max_length=20_000, description="comma-separated, at most 500")],
+) -> dict[str, Any]:
+    """Inclusion proofs of many records in the tree of ``tree_size`` records, for bundles."""
+    runtime = runtime_of(request)
+    runtime.broker.require_auditor(identity, "read proofs")
+    try:
+        wanted = [int(part) for part in seqs.split(",") if part]
+    except ValueError as exc:
+        raise InvalidRequestError("seqs: a comma-separated list of record numbers") from exc
+    if not 0 < len(wanted) <= 500 or not all(1 <= seq <= tree_size for seq in wanted):
+        raise InvalidRequestError(f"seqs: 1 to 500 record numbers, each within 1..{tree_size}")
+    await _size_at_most(runtime.tree, tree_size)
+    proofs = {}
+    for seq in wanted:
+        proofs[str(seq)] = [_b64(h) for h in await runtime.tree.inclusion(seq - 1, tree_size)]
+    return {"tree_size": tree_size, "proofs": proofs}
+
+
+def _time(value: str | None, name: str) -> str | None:
+    """An RFC 3339 time as records write it (UTC, milliseconds, ``Z``), for comparing as text."""
+    if value is None:
+        return None
+    try:
+        return format_time(parse_time(value))
+    except ValueError as exc:
+        raise InvalidRequestError(f"{name}: not an RFC 3339 time with a zone: {value!r}") from exc
 
 
 def _b64(raw: bytes) -> str:
