@@ -102,5 +102,11 @@ def _examine_span(span: tuple[int, int]) -> list[Examined]:
     if _Worker.file is None:
         raise RuntimeError("the verify worker was not started")
     _Worker.file.seek(start)
-    lines = _Worker.file.read(end - start).splitlines()
+    data = _Worker.file.read(end - start)
+    # Lines as reading the file line by line gives them: split after each LF only, so that
+    # CRLF endings and a stray CR are treated the same on one core and on many.
+    pieces = data.split(b"\n")
+    lines = [piece + b"\n" for piece in pieces[:-1]]
+    if pieces[-1]:
+        lines.append(pieces[-1])
     return [examine(line, _Worker.keys) for line in lines]

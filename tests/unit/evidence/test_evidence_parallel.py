@@ -46,3 +46,15 @@ def test_a_clean_export_verifies_on_every_core(tmp_path: Path) -> None:
     report = verify_file(path, KEYS, workers=2)
     assert report.ok, report.findings
     assert report.records == 900
+
+
+def test_odd_line_endings_read_alike_on_one_and_on_every_core(tmp_path: Path) -> None:
+    lines = export(MANY[:30])
+    data = b"\r\n".join(lines[:10]) + b"\r\n" + lines[10].replace(b",", b"\r,", 1) + b"\n"
+    data += b"\n" + b"\n".join(lines[11:])  # an empty line, and no final newline
+    path = tmp_path / "export.jsonl"
+    path.write_bytes(data)
+    one = verify_file(path, KEYS, workers=1)
+    every = verify_file(path, KEYS, workers=2)
+    assert one.findings == every.findings
+    assert one.records == every.records
