@@ -118,6 +118,11 @@ def run_verify(args: argparse.Namespace) -> int:
     kept = _kept_checkpoint(args.against, keys) if args.against else None
     started = time.perf_counter()
     if is_bundle(_first_line(args.file)):
+        if kept is not None:
+            raise ConfigError(
+                "--against checks a full export; a bundle proves each record against the "
+                "checkpoint it carries"
+            )
         return _verify_bundle(args, keys)
     try:
         report = verify_file(

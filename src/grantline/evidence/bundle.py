@@ -87,7 +87,7 @@ class _BundleChecker:
     def feed(self, number: int, raw: bytes) -> None:
         try:
             body = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             self._flag("malformed_line", None, "not a JSON object", number)
             return
         if number == 1:

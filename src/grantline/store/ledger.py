@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from grantline.domain.errors import DependencyUnavailableError
+from grantline.domain.errors import DependencyUnavailableError, IntegrityError
 from grantline.evidence.chain import ChainHead, seal_next
 from grantline.evidence.signer import Signer
 from grantline.store.log import Effects, RedisLog, SealedEntry
@@ -101,7 +101,7 @@ class Ledger:
 
     async def _commit(self, drafts: Sequence[Draft]) -> list[bytes]:
         if self._head is None:
-            self._head, self._frontier = await self._tree.head_and_frontier()
+            self._head, self._frontier = await self._current()
         head, frontier = self._head, self._frontier
         batch_id = secrets.token_hex(16)
         for attempt in range(_MAX_CAS_ATTEMPTS):
@@ -117,11 +117,23 @@ class Ledger:
                 return [entry.line for entry in entries]
             # Another replica appended first: seal again on the head and tree it left, after a
             # short random pause so that replicas racing for the head do not keep colliding.
-            head, frontier = checked_frontier(outcome.head, outcome.tree_size, outcome.frontier)
+            try:
+                head, frontier = checked_frontier(outcome.head, outcome.tree_size, outcome.frontier)
+            except IntegrityError:
+                head, frontier = await self._current()
             await asyncio.sleep(_JITTER.uniform(0, _BACKOFF_SECONDS * (attempt + 1)))
         raise DependencyUnavailableError(
             "the log is under too much contention to append; try again", code="store_contention"
         )
+
+    async def _current(self) -> tuple[ChainHead, list[bytes]]:
+        """The head and tree frontier; a tree left behind the log (written by a version
+        without it) is built again from the log first."""
+        try:
+            return await self._tree.head_and_frontier()
+        except IntegrityError:
+            await self._tree.rebuild(self._log)
+            return await self._tree.head_and_frontier()
 
     def _seal(
         self, head: ChainHead, drafts: Sequence[Draft]

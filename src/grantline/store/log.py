@@ -54,18 +54,16 @@ _APPEND = (
 local done = redis.call('GET', KEYS[3])
 if done then return {2, done} end
 local head = redis.call('GET', KEYS[2]) or '0 GENESIS'
-if head ~= ARGV[1] then
+local expected = tonumber(string.match(ARGV[1], '^(%d+)'))
+-- Refused unless the head is the one sealed on and the tree covers exactly that log: nodes
+-- computed from another frontier would shift the tree for good.
+if head ~= ARGV[1] or redis.call('STRLEN', ARGV[3] .. ':tree:0') ~= expected * 32
+    or #ARGV[4] % 33 ~= 0 then
   local reply = frontier(head, ARGV[3])
   table.insert(reply, 1, 0)
   return reply
 end
 local prefix = ARGV[3]
--- The Merkle tree's new perfect nodes: 33-byte entries, a level byte then the hash.
-local nodes = ARGV[4]
-for j = 1, #nodes, 33 do
-  local level = string.byte(nodes, j)
-  redis.call('APPEND', prefix .. ':tree:' .. level, string.sub(nodes, j + 1, j + 32))
-end
 local i = 5
 while i <= #ARGV do
   local seq, line, rid, effects = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
@@ -121,6 +119,12 @@ while i <= #ARGV do
     end
   end
   i = i + 4
+end
+-- The Merkle tree's new perfect nodes: 33-byte entries, a level byte then the hash.
+local nodes = ARGV[4]
+for j = 1, #nodes, 33 do
+  local level = string.byte(nodes, j)
+  redis.call('APPEND', prefix .. ':tree:' .. level, string.sub(nodes, j + 1, j + 32))
 end
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[3], ARGV[2], 'EX', 86400)

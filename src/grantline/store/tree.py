@@ -44,12 +44,13 @@ def checked_frontier(
     head: ChainHead, tree_size: int, nodes: Sequence[bytes]
 ) -> tuple[ChainHead, list[bytes]]:
     """The head and frontier a script read, once the tree is known to cover the log."""
-    if tree_size != head.seq:
+    frontier = [bytes(node) for node in nodes]
+    if tree_size != head.seq or any(len(node) != HASH_SIZE for node in frontier):
         raise IntegrityError(
             f"the Merkle tree covers {tree_size} records but the log has {head.seq}",
             code="tree_behind",
         )
-    return head, [bytes(node) for node in nodes]
+    return head, frontier
 
 
 def encode_nodes(nodes: Sequence[tuple[int, bytes]]) -> bytes:
@@ -80,8 +81,9 @@ class RedisTree:
         return checked_frontier(decode_head(reply[0]), int(reply[1]), reply[2:])
 
     async def size(self) -> int:
-        length = await self._call(self._client.strlen(keys.tree(0)))
-        return int(length) // HASH_SIZE
+        """The number of records the tree covers, which is the log's (or IntegrityError)."""
+        head, _ = await self.head_and_frontier()
+        return head.seq
 
     async def root(self, size: int) -> bytes:
         """The root of the tree of the first ``size`` records."""
@@ -172,4 +174,8 @@ async def _levels_of(log: RedisLog, head: ChainHead) -> dict[int, bytearray]:
             for level, node in frontier_append(size, frontier, leaf_hash(line)):
                 levels.setdefault(level, bytearray()).extend(node)
             size, after = size + 1, seq
+    if size != head.seq:
+        raise IntegrityError(
+            f"the log's stream holds {size} of its {head.seq} records", code="tree_behind"
+        )
     return levels

@@ -69,3 +69,16 @@ async def test_a_log_without_its_tree_gets_one_built(client: aioredis.Redis) -> 
     # And the ledger goes on appending onto it.
     await Ledger(RedisLog(client), SIGNER).append([Draft("after", "requested", NOW, {})])
     assert await tree.root(21) == root_of(await leaves(client))
+
+
+async def test_a_tree_out_of_step_with_the_log_is_refused_and_rebuilt(
+    client: aioredis.Redis,
+) -> None:
+    ledger = Ledger(RedisLog(client), SIGNER)
+    for i in range(5):
+        await ledger.append([Draft(f"q{i}", "requested", NOW, {})])
+    # A stray leaf, as a failed write or an old replica could leave: the cached head still
+    # matches, but nodes appended now would shift the tree for good.
+    await client.append(keys.tree(0), b"\x00" * 32)
+    await ledger.append([Draft("after", "requested", NOW, {})])
+    assert await RedisTree(client).root(6) == root_of(await leaves(client))

@@ -89,3 +89,14 @@ def test_a_checkpoint_round_trips_and_names_its_origin() -> None:
     assert (opened.origin, opened.size, opened.root) == ("grantline.test/log", 42, root)
     with pytest.raises(IntegrityError, match="not 'other'"):
         open_checkpoint(note, NoteKey("grantline.test/log", public), origin="other")
+
+
+def test_a_signature_line_that_is_not_base64_is_a_finding_not_a_crash() -> None:
+    forged = GO_TEXT + "\n\u2014 PeterNeumann \u00e9\u00e9\u00e9\n"
+    with pytest.raises(IntegrityError, match="malformed signature"):
+        open_note(forged, NoteKey.parse(GO_VKEY))
+    signer = go_signer()
+    public = raw_public_bytes(signer.public_key())
+    odd = sign_note("log\n\uff15\nAAAA\n", "log", signer, public)
+    with pytest.raises(IntegrityError, match="size or root"):
+        open_checkpoint(odd, NoteKey("log", public))

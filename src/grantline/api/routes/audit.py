@@ -149,7 +149,7 @@ def _time(value: str | None, name: str) -> str | None:
         return None
     try:
         return format_time(parse_time(value))
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise InvalidRequestError(f"{name}: not an RFC 3339 time with a zone: {value!r}") from exc
 
 
