@@ -307,7 +307,6 @@ def _assemble(settings: Settings, client: aioredis.Redis, vault: VaultClient | N
             approval_window_seconds=settings.approval_window_seconds,
             review_deadline_seconds=settings.break_glass_review_seconds,
         ),
-        requests=grants,
     )
     approvals = Approvals(
         broker=broker,

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from grantline.broker import records
-from grantline.broker.selection import RequestFields, Selection
+from grantline.broker.selection import Selection
 from grantline.domain.approvals import Approval, Requirement
 from grantline.domain.clock import Clock
 from grantline.domain.errors import (
@@ -79,6 +79,10 @@ class GrantState(Protocol):
 
     async def request_for_token(self, token_id: str) -> str | None: ...
 
+    async def fields_of(
+        self, request_ids: Sequence[str], names: Sequence[str]
+    ) -> dict[str, dict[str, str]]: ...
+
 
 class Log(Protocol):
     async def read(self, after: int, limit: int) -> list[tuple[int, bytes]]: ...
@@ -105,13 +109,6 @@ class Sealer(Protocol):
 class _Silent:
     def notify(self, event: str, request_id: str, details: Mapping[str, Any] | None = None) -> None:
         return None
-
-
-class _NoFields:
-    async def fields_of(
-        self, request_ids: Sequence[str], names: Sequence[str]
-    ) -> dict[str, dict[str, str]]:
-        return {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +140,6 @@ class Broker:
         clock: Clock,
         notifier: Notify | None = None,
         settings: BrokerSettings | None = None,
-        requests: RequestFields | None = None,
     ) -> None:
         self._ledger = ledger
         self._grants = grants
@@ -153,7 +149,6 @@ class Broker:
         self._introspector = introspector
         self._clock = clock
         self.notifier: Notify = notifier or _Silent()
-        self._requests = requests or _NoFields()
         self.settings = settings or BrokerSettings()
 
     @property
@@ -467,7 +462,7 @@ class Broker:
         scanned = rows[-1][0] if rows else after
         if selection is None or selection.everything:
             return rows, scanned
-        return await selection.select(rows, self._requests), scanned
+        return await selection.select(rows, self._grants), scanned
 
     def is_auditor(self, caller: Identity) -> bool:
         return caller.subject in self._policy.group_members(AUDITORS)

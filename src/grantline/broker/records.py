@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -120,10 +121,7 @@ def evaluated(
         "input_digest": decision.input_digest,
     }
     base = effects or Effects()
-    effects = Effects(
-        request={"policy_digest": decision.policy_digest, **base.request},
-        index_add=base.index_add,
-    )
+    effects = replace(base, request={"policy_digest": decision.policy_digest, **base.request})
     return draft(request_id, Event.EVALUATED, now, data, state, effects=effects)
 
 

@@ -64,11 +64,11 @@ def export_bundle(client: httpx.Client, args: argparse.Namespace) -> tuple[int, 
                 ]
             }
             out.write(header(note.split("\n", 1)[0], selection, note, jwks) + b"\n")
-        for seq, proof, line in _selected(client, selection, after, size):
+        for seq, proof, line, body in _selected(client, selection, after, size):
             out.write(entry(seq, proof, line) + b"\n")
             out.flush()
             count += 1
-            digests.update(_policy_digest(line))
+            digests.update(_policy_digest(body))
             _progress(seq, size)
         out.write(trailer(count, digests) + b"\n")
     if sys.stderr.isatty():
@@ -79,7 +79,8 @@ def export_bundle(client: httpx.Client, args: argparse.Namespace) -> tuple[int, 
 
 def _selected(
     client: httpx.Client, selection: dict[str, str], after: int, size: int
-) -> Iterator[tuple[int, list[str], bytes]]:
+) -> Iterator[tuple[int, list[str], bytes, dict[str, Any]]]:
+    """Each selected record up to ``size``: its seq, proof, exact line and parsed body."""
     while after < size:
         response = _get(
             client,
@@ -88,17 +89,16 @@ def _selected(
             headers={"Accept": "application/x-ndjson"},
         )
         next_after = int(response.headers["X-Next-After"])
-        lines = [line for line in response.content.splitlines() if line]
-        rows = [(json.loads(line)["seq"], line) for line in lines]
-        rows = [(seq, line) for seq, line in rows if seq <= size]
+        parsed = [(json.loads(line), line) for line in response.content.splitlines() if line]
+        rows = [(body, line) for body, line in parsed if body["seq"] <= size]
         for start in range(0, len(rows), _PROOFS):
             batch = rows[start : start + _PROOFS]
-            seqs = ",".join(str(seq) for seq, _ in batch)
+            seqs = ",".join(str(body["seq"]) for body, _ in batch)
             proofs = _get(
                 client, "/v1/records/proofs", params={"tree_size": size, "seqs": seqs}
             ).json()["proofs"]
-            for seq, line in batch:
-                yield seq, proofs[str(seq)], line
+            for body, line in batch:
+                yield body["seq"], proofs[str(body["seq"])], line, body
         if next_after <= after:
             break
         after = next_after
@@ -118,7 +118,7 @@ def _resume_point(partial: Path) -> tuple[str, int, int, set[str]]:
             except ValueError:
                 break  # a line cut by the interruption: written again
             after, count = body["seq"], count + 1
-            digests.update(_policy_digest(body["line"].encode()))
+            digests.update(_policy_digest(json.loads(body["line"])))
     # Drop a cut last line, if any, so the file ends on a whole entry.
     _truncate_after_whole_lines(partial)
     return note, after, count, digests
@@ -136,8 +136,7 @@ def _truncate_after_whole_lines(path: Path) -> None:
         path.write_bytes(whole)
 
 
-def _policy_digest(line: bytes) -> set[str]:
-    body = json.loads(line)
+def _policy_digest(body: dict[str, Any]) -> set[str]:
     digest = body.get("data", {}).get("policy_digest") if body.get("event") == "evaluated" else None
     return {digest} if isinstance(digest, str) else set()
 

@@ -149,12 +149,8 @@ class Delegation:
         """Raises :class:`InvalidRequestError` when the tokens do not make a delegation."""
         if principal.subject == actor.subject:
             raise InvalidRequestError("subject_token names the caller itself: nothing is delegated")
-        chain = (actor.subject, *_prior_actors(principal.claims.get("act")))
-        if len(chain) > MAX_ACTOR_CHAIN:
-            raise InvalidRequestError(
-                f"the actor chain is longer than {MAX_ACTOR_CHAIN} delegations"
-            )
-        return cls(principal, actor, chain)
+        prior = _prior_actors(principal.claims.get("act"), room=MAX_ACTOR_CHAIN - 1)
+        return cls(principal, actor, (actor.subject, *prior))
 
     @classmethod
     def in_token(cls, caller: Identity) -> Delegation | None:
@@ -163,11 +159,7 @@ class Delegation:
         Raises :class:`InvalidRequestError` for a malformed claim."""
         if "act" not in caller.claims:
             return None
-        chain = tuple(_prior_actors(caller.claims["act"]))
-        if len(chain) > MAX_ACTOR_CHAIN:
-            raise InvalidRequestError(
-                f"the actor chain is longer than {MAX_ACTOR_CHAIN} delegations"
-            )
+        chain = tuple(_prior_actors(caller.claims["act"], room=MAX_ACTOR_CHAIN))
         return cls(caller, Identity(chain[0], caller.issuer), chain)
 
     def act_claim(self) -> dict[str, Any]:
@@ -183,12 +175,17 @@ def act_claim(chain: Sequence[str]) -> dict[str, Any]:
     return claim
 
 
-def _prior_actors(act: Any) -> list[str]:
+def _prior_actors(act: Any, *, room: int) -> list[str]:
+    """The subjects of a (nested) ``act`` claim, outermost first: at most ``room`` of them."""
     chain: list[str] = []
     while act is not None:
         subject = act.get("sub") if isinstance(act, Mapping) else None
-        if not isinstance(subject, str) or not subject or len(chain) >= MAX_ACTOR_CHAIN:
+        if not isinstance(subject, str) or not subject:
             raise InvalidRequestError("subject_token carries a malformed act claim")
+        if len(chain) == room:
+            raise InvalidRequestError(
+                f"the actor chain is longer than {MAX_ACTOR_CHAIN} delegations"
+            )
         chain.append(subject)
         act = act.get("act")
     return chain

@@ -90,7 +90,13 @@ class RedisTree:
         return await self._computed(lambda perfect: range_hash(0, size, perfect))
 
     async def inclusion(self, index: int, size: int) -> list[bytes]:
-        return await self._computed(lambda perfect: inclusion_proof(index, size, perfect))
+        return (await self.inclusions([index], size))[0]
+
+    async def inclusions(self, indices: Sequence[int], size: int) -> list[list[bytes]]:
+        """The proofs of many leaves, their nodes fetched in one round trip."""
+        return await self._computed(
+            lambda perfect: [inclusion_proof(index, size, perfect) for index in indices]
+        )
 
     async def consistency(self, old_size: int, new_size: int) -> list[bytes]:
         return await self._computed(lambda perfect: consistency_proof(old_size, new_size, perfect))

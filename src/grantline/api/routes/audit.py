@@ -137,9 +137,8 @@ async def inclusions(
     if not 0 < len(wanted) <= 500 or not all(1 <= seq <= tree_size for seq in wanted):
         raise InvalidRequestError(f"seqs: 1 to 500 record numbers, each within 1..{tree_size}")
     await _size_at_most(runtime.tree, tree_size)
-    proofs = {}
-    for seq in wanted:
-        proofs[str(seq)] = [_b64(h) for h in await runtime.tree.inclusion(seq - 1, tree_size)]
+    paths = await runtime.tree.inclusions([seq - 1 for seq in wanted], tree_size)
+    proofs = {str(seq): [_b64(h) for h in path] for seq, path in zip(wanted, paths, strict=True)}
     return {"tree_size": tree_size, "proofs": proofs}
 
 
