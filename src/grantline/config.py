@@ -50,6 +50,7 @@ from grantline.store.ledger import Ledger
 from grantline.store.lock import RequestLocks, StoreLock
 from grantline.store.log import RedisLog
 from grantline.store.pickup import PickupBox, PickupStore
+from grantline.store.policy_archive import PolicyArchive, PolicyArchiveReader
 from grantline.store.tree import RedisTree
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,12 @@ class Settings(BaseSettings):
     )
     approval_window_seconds: float = Field(
         default=3600.0, gt=0, description="how long a request may wait for its approvers"
+    )
+    policy_input_retention_days: int = Field(
+        default=400,
+        ge=0,
+        le=36500,
+        description="how long the input of each decision is kept for replay (0: for good)",
     )
     break_glass_review_seconds: float = Field(
         default=72 * 3600.0, gt=0, description="deadline of a break-glass grant's review"
@@ -191,6 +198,7 @@ class Runtime:
     tree: RedisTree
     checkpoints: Checkpoints
     notifier: Notifier
+    policy_archive: PolicyArchiveReader
     vault: VaultClient | None = None
 
     def jwks(self) -> dict[str, Any]:
@@ -275,7 +283,10 @@ def _assemble(settings: Settings, client: aioredis.Redis, vault: VaultClient | N
         for issuer in (VaultTokenIssuer(vault), VaultPkiIssuer(vault), VaultSecretIssuer(vault)):
             issuers[issuer.credential_type.value] = issuer
     tree = RedisTree(client)
-    ledger = Ledger(redis_log, records_key, tree)
+    archive = PolicyArchive(
+        policy.bundle_files, retention_seconds=settings.policy_input_retention_days * 86400
+    )
+    ledger = Ledger(redis_log, records_key, tree, archive)
 
     async def undelivered(notification: Notification, error: str) -> None:
         # Bound late: the broker records it, and the broker needs the notifier first.
@@ -350,6 +361,7 @@ def _assemble(settings: Settings, client: aioredis.Redis, vault: VaultClient | N
         tree=tree,
         checkpoints=Checkpoints(client, tree, records_key, settings.origin, clock),
         notifier=notifier,
+        policy_archive=PolicyArchiveReader(client),
         vault=vault,
     )
 

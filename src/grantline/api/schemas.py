@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -67,3 +68,19 @@ class AccessResponse(BaseModel):
     decision: DecisionView
     credential: dict[str, Any] | None = None
     error: dict[str, str] | None = None
+
+
+DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
+
+
+class PolicyInputsBody(_Strict):
+    """Which kept decision inputs to read: at most 500 digests a call."""
+
+    digests: list[str] = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _digests(self) -> PolicyInputsBody:
+        bad = [d for d in self.digests if not re.fullmatch(DIGEST_PATTERN, d)]
+        if bad:
+            raise ValueError(f"not a sha256:<64 hex> digest: {bad[0][:80]!r}")
+        return self

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from grantline.broker import records
+from grantline.broker.decisions import route
 from grantline.broker.selection import Selection
 from grantline.domain.approvals import Approval, Requirement
 from grantline.domain.clock import Clock
@@ -191,7 +192,7 @@ class Broker:
             request_id, policy_input, now, caller=caller, delegation=delegation
         )
         state = {k: str(v) for k, v in requested.effects.request.items()}
-        decision, requirement = _route(request, decision)
+        decision, requirement = route(decision, role=request.role, break_glass=request.break_glass)
         if not decision.allow:
             return await self._deny(requested, decision, now, state)
         if requirement is not None:
@@ -651,35 +652,3 @@ def _delegation(caller: Identity, principal: Identity | None) -> Delegation | No
             "present a subject_token"
         )
     return Delegation.of(principal, caller)
-
-
-def _route(request: AccessRequest, decision: Decision) -> tuple[Decision, Requirement | None]:
-    """The decision to act on, and the approvers to wait for if any. Fails closed: a
-    break-glass request the policy did not treat as one, or an approval the policy asked for
-    without naming valid approvers, is a deny."""
-    if not decision.allow:
-        return decision, None
-    if request.break_glass:
-        if decision.extra.get("break_glass") is not True:
-            return _denied(
-                decision, f"the policy did not accept break-glass for {request.role}"
-            ), None
-        return decision, None
-    if not decision.require_approval:
-        return decision, None
-    try:
-        return decision, Requirement.parse(decision.extra.get("approval"))
-    except ValueError as exc:
-        reason = f"the policy requires approval but names no valid approvers: {exc}"
-        return _denied(decision, reason), None
-
-
-def _denied(decision: Decision, reason: str) -> Decision:
-    return Decision(
-        allow=False,
-        reasons=(reason,),
-        policy_digest=decision.policy_digest,
-        input_digest=decision.input_digest,
-        require_approval=decision.require_approval,
-        extra=decision.extra,
-    )

@@ -23,6 +23,12 @@ from grantline.broker.access import (
     Sealer,
     approvals_of,
 )
+from grantline.broker.decisions import (
+    approval_evidence,
+    approval_groups,
+    approval_verdict,
+    route,
+)
 from grantline.domain.approvals import Approval, Requirement
 from grantline.domain.clock import Clock
 from grantline.domain.errors import (
@@ -148,7 +154,7 @@ class Approvals:
         eligible = []
         for member in candidates:
             decision = await self._evaluate(Identity(member, issuer=""), request_id, state)
-            if decision.allow and short & set(_groups(decision)):
+            if decision.allow and short & set(approval_groups(decision)):
                 eligible.append(member)
         return eligible
 
@@ -171,7 +177,7 @@ class Approvals:
             if not any(caller.subject in self._broker.policy.group_members(g) for g in short):
                 continue
             decision = await self._evaluate(caller, request_id, state)
-            if decision.allow and short & set(_groups(decision)):
+            if decision.allow and short & set(approval_groups(decision)):
                 found.append(self._broker.summary(request_id, state))
         return found
 
@@ -198,7 +204,7 @@ class Approvals:
                 )
             requirement = _requirement(state)
             decision = await self._admit(caller, request_id, state, reason, "approve")
-            groups = tuple(g for g in _groups(decision) if g in requirement.groups())
+            groups = tuple(g for g in approval_groups(decision) if g in requirement.groups())
             now = self._clock.now()
             earlier = await self._still_counting(request_id, state, approvals)
             so_far = [*earlier, Approval(caller.subject, groups)]
@@ -208,7 +214,10 @@ class Approvals:
                 now,
                 {**_approval_data(caller, reason, decision), "groups": list(groups)},
                 state,
-                effects=Effects(request={"approvals": json.dumps([a.as_dict() for a in so_far])}),
+                effects=Effects(
+                    request={"approvals": json.dumps([a.as_dict() for a in so_far])},
+                    keep_input=records.kept_input(decision),
+                ),
             )
             if requirement.met(so_far):
                 await self._issue(request_id, state, requirement, so_far, given=given, now=now)
@@ -229,6 +238,7 @@ class Approvals:
             effects = Effects(
                 request={"status": Status.REJECTED.value, "rejected_by": caller.subject},
                 index_remove=(Index.PENDING_APPROVAL,),
+                keep_input=records.kept_input(decision),
             )
             await self._ledger.append(
                 [records.draft(request_id, Event.REJECTED, now, data, state, effects=effects)]
@@ -251,12 +261,18 @@ class Approvals:
             decision = _refusal("approvals are made by people, not by an agent acting for one")
         else:
             decision = await self._evaluate(caller, request_id, state)
-        if decision.allow and not set(_groups(decision)) & set(_requirement(state).groups()):
-            decision = _refusal("the approval policy named none of the required groups", decision)
+        decision = approval_verdict(decision, _requirement(state).groups())
         if decision.allow:
             return decision
         data = {**_approval_data(caller, reason, decision), "action": action}
-        refused = records.draft(request_id, Event.APPROVAL_REFUSED, self._clock.now(), data, state)
+        refused = records.draft(
+            request_id,
+            Event.APPROVAL_REFUSED,
+            self._clock.now(),
+            data,
+            state,
+            effects=Effects(keep_input=records.kept_input(decision)),
+        )
         await self._ledger.append([refused])
         raise ForbiddenError(
             f"{caller.subject} may not {action} request {request_id}: "
@@ -272,7 +288,7 @@ class Approvals:
         counting = []
         for approval in earlier:
             decision = await self._evaluate(Identity(approval.approver, ""), request_id, state)
-            groups = tuple(g for g in _groups(decision) if decision.allow)
+            groups = tuple(g for g in approval_groups(decision) if decision.allow)
             if groups:
                 counting.append(Approval(approval.approver, groups))
         return counting
@@ -339,7 +355,10 @@ class Approvals:
         active = await self._grants.active_for(state["subject"], now)
         policy_input["active_grants"] = active_grants_input(active)
         policy_input["now"] = format_time(now)
-        return self._broker.policy.evaluate(policy_input)
+        decision = self._broker.policy.evaluate(policy_input)
+        # Routed as the first decision was, so that an approval block the policy now gets
+        # wrong denies rather than issues.
+        return route(decision, role=state["role"], break_glass=False)[0]
 
     # -- collecting ----------------------------------------------------------------------------
 
@@ -567,20 +586,9 @@ def _refusal(reason: str, decision: Decision | None = None) -> Decision:
     )
 
 
-def _groups(decision: Decision) -> list[str]:
-    groups = decision.extra.get("groups", [])
-    return [g for g in groups if isinstance(g, str)] if isinstance(groups, list) else []
-
-
 def _approval_data(caller: Identity, reason: str, decision: Decision) -> dict[str, Any]:
     return {
         "approver": records.identity_evidence(caller),
         "reason": reason,
-        "decision": {
-            "allow": decision.allow,
-            "reasons": list(decision.reasons),
-            "rule": str(decision.extra.get("rule", "")),
-            "policy_digest": decision.policy_digest,
-            "input_digest": decision.input_digest,
-        },
+        "decision": approval_evidence(decision),
     }

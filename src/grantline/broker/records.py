@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from grantline.broker.decisions import decision_evidence
 from grantline.domain.approvals import Requirement
 from grantline.domain.models import (
     ActiveGrant,
@@ -32,6 +33,7 @@ from grantline.policy.engine import digest_of
 from grantline.store.keys import Index
 from grantline.store.ledger import Draft
 from grantline.store.log import ActiveAdd, Effects, Pickup, to_millis
+from grantline.store.policy_archive import KeptInput
 
 BREAK_GLASS = "break_glass"
 
@@ -110,19 +112,25 @@ def evaluated(
     effects: Effects | None = None,
 ) -> Draft:
     data = {
-        "decision": json_safe(
-            {
-                **dict(decision.extra),
-                **decision.summary(),
-                "require_approval": decision.require_approval,
-            }
-        ),
+        "decision": decision_evidence(decision),
         "policy_digest": decision.policy_digest,
         "input_digest": decision.input_digest,
     }
     base = effects or Effects()
-    effects = replace(base, request={"policy_digest": decision.policy_digest, **base.request})
+    effects = replace(
+        base,
+        request={"policy_digest": decision.policy_digest, **base.request},
+        keep_input=kept_input(decision),
+    )
     return draft(request_id, Event.EVALUATED, now, data, state, effects=effects)
+
+
+def kept_input(decision: Decision) -> KeptInput | None:
+    """What the store keeps so that ``decision`` can be replayed (None: the engine saw no
+    input it could digest, so there is nothing to replay)."""
+    if not decision.input_json:
+        return None
+    return KeptInput(decision.input_digest, decision.input_json, decision.policy_digest)
 
 
 def pending(

@@ -8,7 +8,12 @@ from typing import Any
 import httpx
 
 from grantline.config import ClientSettings
-from grantline.domain.errors import AuthenticationError, DependencyUnavailableError
+from grantline.domain.errors import (
+    AuthenticationError,
+    ConfigError,
+    DependencyUnavailableError,
+    ForbiddenError,
+)
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,3 +55,14 @@ def error_message(response: httpx.Response) -> str:
         return str(response.json()["error"]["message"])
     except (ValueError, KeyError, TypeError):
         return f"HTTP {response.status_code}"
+
+
+def raise_for(response: httpx.Response) -> None:
+    """Raise the error a failed answer means: ForbiddenError for 403, DependencyUnavailableError
+    for a broker-side failure, ConfigError (a usage error) for any other 4xx."""
+    if response.status_code == 403:
+        raise ForbiddenError(error_message(response))
+    if response.status_code >= 500:
+        raise DependencyUnavailableError(error_message(response))
+    if response.status_code >= 400:
+        raise ConfigError(error_message(response))

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from grantline.cli import exit_codes
+from grantline.cli import exit_codes, replay
 from grantline.policy.cases import run_policy_tests
 
 
@@ -16,6 +16,7 @@ def register(commands: Any) -> None:
     test = policy_commands.add_parser("test", help="run the policy's decision cases")
     test.add_argument("directory", nargs="?", type=Path, default=Path("policies"))
     test.set_defaults(run=run_test)
+    replay.register(policy_commands)
 
 
 def run_test(args: argparse.Namespace) -> int:

@@ -215,6 +215,8 @@ class Decision:
 
     ``policy_digest`` names the exact policy bundle, ``input_digest`` the exact input, so that
     the decision can be replayed; ``extra`` keeps whatever else the policy returned.
+    ``input_json`` is the canonical input the digest was taken over (empty when the engine
+    never saw one): the store keeps it by digest for replay, never the log.
     """
 
     allow: bool
@@ -223,6 +225,7 @@ class Decision:
     input_digest: str
     require_approval: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
+    input_json: bytes = field(default=b"", repr=False, compare=False)
 
     @classmethod
     def deny(cls, reason: str, *, policy_digest: str, input_digest: str) -> Decision:

@@ -5,6 +5,7 @@ The only module that imports regopy; its exceptions become deny decisions or Con
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -74,6 +75,9 @@ class EmbeddedRegoEngine:
         self._lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._active = self._compile_checked(PolicyBundle.load(policy_dir))
+        # Bundles that decided lately, by digest: a decision is recorded after it is made,
+        # when a reload may already have replaced the bundle that made it.
+        self._recent: dict[str, PolicyBundle] = {self.digest: self._active.bundle}
         self._refused: StatFingerprint | None = None
         self._reload_error: ConfigError | None = None
 
@@ -112,6 +116,10 @@ class EmbeddedRegoEngine:
         roles = config.get("roles") if isinstance(config, Mapping) else None
         found = roles.get(role) if isinstance(roles, Mapping) else None
         return found if isinstance(found, Mapping) else {}
+
+    def bundle_files(self, digest: str) -> Mapping[str, bytes] | None:
+        bundle = self._recent.get(digest)
+        return bundle.files if bundle is not None else None
 
     def ready(self) -> bool:
         """Whether the bundle in force still answers an empty input with a decision."""
@@ -161,18 +169,20 @@ class EmbeddedRegoEngine:
         digest = digest_of(canonical)
         compiled, raw = self._query(policy_input, canonical, entrypoint)
         if raw is _NO_RULE:
-            return Decision.deny(
+            decision = Decision.deny(
                 NO_APPROVAL_RULE, policy_digest=compiled.bundle.digest, input_digest=digest
             )
-        if isinstance(raw, PolicyError):
-            return Decision(
+        elif isinstance(raw, PolicyError):
+            decision = Decision(
                 allow=False,
                 reasons=(raw.message,),
                 policy_digest=compiled.bundle.digest,
                 input_digest=digest,
                 extra={ENGINE_ERROR: True},
             )
-        return parse(raw, policy_digest=compiled.bundle.digest, input_digest=digest)
+        else:
+            decision = parse(raw, policy_digest=compiled.bundle.digest, input_digest=digest)
+        return dataclasses.replace(decision, input_json=canonical)
 
     def _query(
         self, policy_input: Mapping[str, Any], canonical: bytes, entrypoint: str
@@ -191,6 +201,9 @@ class EmbeddedRegoEngine:
     def _swap(self, compiled: _Compiled) -> None:
         with self._lock:
             self._active = compiled
+            self._recent[compiled.bundle.digest] = compiled.bundle
+            while len(self._recent) > _RECENT_BUNDLES:
+                del self._recent[next(iter(self._recent))]
         self._refused, self._reload_error = None, None
 
     def _refuse(self, fingerprint: StatFingerprint, exc: ConfigError) -> bool:
@@ -210,6 +223,7 @@ class EmbeddedRegoEngine:
 
 
 _Parser = Callable[..., Decision]
+_RECENT_BUNDLES = 8
 # What _query answers for an entrypoint the policy does not define.
 _NO_RULE = object()
 

@@ -60,6 +60,11 @@ class PolicyEngine(Protocol):
         """``data.grantline.roles[role]`` in the policy data (empty if there is none)."""
         ...
 
+    def bundle_files(self, digest: str) -> Mapping[str, bytes] | None:
+        """The files (relative path -> content) of the bundle ``digest``, while the engine
+        still holds it; None for a bundle it no longer knows or never had."""
+        ...
+
 
 def canonical_input(policy_input: Mapping[str, Any]) -> bytes:
     """The RFC 8785 canonical JSON of ``policy_input``.

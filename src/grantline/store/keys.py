@@ -40,6 +40,13 @@ def tree(level: int) -> str:
 
 
 CHECKPOINTS = f"{PREFIX}:checkpoints"  # published checkpoint notes, scored by tree size
+# Policy bundles by digest, packed (store/policy_archive.py); kept for good.
+POLICY_BUNDLES = f"{PREFIX}:policy:bundles"
+
+
+def policy_input(digest: str) -> str:
+    """The canonical policy input of one recorded decision, packed (store/policy_archive.py)."""
+    return f"{PREFIX}:policy:input:{digest}"
 
 
 def pickup(request_id: str) -> str:

@@ -13,7 +13,7 @@ import random
 import secrets
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from grantline.domain.errors import DependencyUnavailableError, IntegrityError
 from grantline.evidence.chain import ChainHead, seal_next
 from grantline.evidence.signer import Signer
 from grantline.store.log import Effects, RedisLog, SealedEntry
+from grantline.store.policy_archive import PolicyArchive
 from grantline.store.tree import RedisTree, checked_frontier, grow
 
 _MAX_BATCH_RECORDS = 512
@@ -49,10 +50,17 @@ class _Pending:
 class Ledger:
     """Appends groups of drafts atomically; a group is never split across writes."""
 
-    def __init__(self, log: RedisLog, signer: Signer, tree: RedisTree | None = None) -> None:
+    def __init__(
+        self,
+        log: RedisLog,
+        signer: Signer,
+        tree: RedisTree | None = None,
+        archive: PolicyArchive | None = None,
+    ) -> None:
         self._log = log
         self._signer = signer
         self._tree = tree or RedisTree(log.client)
+        self._archive = archive
         self._head: ChainHead | None = None
         self._frontier: list[bytes] = []
         self._queue: deque[_Pending] = deque()
@@ -103,6 +111,7 @@ class Ledger:
         if self._head is None:
             self._head, self._frontier = await self._current()
         head, frontier = self._head, self._frontier
+        drafts, bundles = self._keeping(drafts)
         batch_id = secrets.token_hex(16)
         for attempt in range(_MAX_CAS_ATTEMPTS):
             if self._signer.blocking:
@@ -114,6 +123,8 @@ class Ledger:
             outcome = await self._log.compare_and_append(head, new_head, entries, batch_id, nodes)
             if outcome.applied:
                 self._head, self._frontier = new_head, grown
+                if self._archive is not None:
+                    self._archive.mark_kept(bundles)
                 return [entry.line for entry in entries]
             # Another replica appended first: seal again on the head and tree it left, after a
             # short random pause so that replicas racing for the head do not keep colliding.
@@ -125,6 +136,26 @@ class Ledger:
         raise DependencyUnavailableError(
             "the log is under too much contention to append; try again", code="store_contention"
         )
+
+    def _keeping(self, drafts: Sequence[Draft]) -> tuple[Sequence[Draft], list[str]]:
+        """``drafts`` with what the archive adds to the inputs they keep (their retention, and
+        each bundle named for the first time), and the digests of those bundles."""
+        inputs = [d.effects.keep_input for d in drafts if d.effects.keep_input is not None]
+        if self._archive is None or not inputs:
+            return drafts, []
+        completed, bundles = self._archive.complete(inputs)
+        by_position = iter(completed)
+        kept: list[Draft] = []
+        for draft in drafts:
+            if draft.effects.keep_input is None:
+                kept.append(draft)
+                continue
+            done = next(by_position)
+            effects = replace(
+                draft.effects, keep_input=done, keep_bundle=bundles.pop(done.policy_digest, None)
+            )
+            kept.append(replace(draft, effects=effects))
+        return kept, [d.effects.keep_bundle.digest for d in kept if d.effects.keep_bundle]
 
     async def _current(self) -> tuple[ChainHead, list[bytes]]:
         """The head and tree frontier; a tree left behind the log (written by a version

@@ -22,6 +22,7 @@ from grantline.domain.models import ActiveGrant, RequestId, parse_time
 from grantline.evidence.chain import ChainHead
 from grantline.store import keys
 from grantline.store.connection import unavailable
+from grantline.store.policy_archive import KeptBundle, KeptInput
 
 # The batch key makes an append idempotent: a retry after a lost reply finds its own batch
 # already applied instead of appending the records a second time under new seqs.
@@ -109,6 +110,18 @@ while i <= #ARGV do
       redis.call('SET', prefix .. ':pickup:' .. rid, e.pickup.sealed, 'PX', e.pickup.ttl_ms)
     end
     if e.drop_pickup then redis.call('DEL', prefix .. ':pickup:' .. rid) end
+    if e.keep_input then
+      local kept = e.keep_input
+      local key = prefix .. ':policy:input:' .. kept.digest
+      if kept.ttl_ms > 0 then
+        redis.call('SET', key, kept.value, 'PX', kept.ttl_ms)
+      else
+        redis.call('SET', key, kept.value)
+      end
+    end
+    if e.keep_bundle then
+      redis.call('HSETNX', prefix .. ':policy:bundles', e.keep_bundle.digest, e.keep_bundle.value)
+    end
     if e.zadd then
       for name, score in pairs(e.zadd) do
         redis.call('ZADD', prefix .. ':index:' .. name, score, rid)
@@ -203,25 +216,30 @@ class Effects:
     pickup: Pickup | None = None
     # The waiting credential goes: it was collected, or the grant ended before it was.
     drop_pickup: bool = False
+    # What replays the decision this record holds: its canonical input, and the bundle that
+    # decided when this append is the first to name it (store/policy_archive.py).
+    keep_input: KeptInput | None = None
+    keep_bundle: KeptBundle | None = None
 
     def encode(self) -> str:
-        payload: dict[str, Any] = {}
-        if self.request:
-            payload["request"] = dict(self.request)
-        if self.active_add:
-            payload["active_add"] = self.active_add.encode()
-        if self.active_remove:
-            payload["active_remove"] = {"subject": self.active_remove}
-        if self.jti:
-            payload["jti"] = self.jti
-        if self.index_add:
-            payload["zadd"] = dict(self.index_add)
-        if self.index_remove:
-            payload["zrem"] = list(self.index_remove)
-        if self.pickup:
-            payload["pickup"] = {"sealed": self.pickup.sealed, "ttl_ms": self.pickup.ttl_ms}
-        if self.drop_pickup:
-            payload["drop_pickup"] = True
+        parts: dict[str, Any] = {
+            "request": dict(self.request) if self.request else None,
+            "active_add": self.active_add.encode() if self.active_add else None,
+            "active_remove": {"subject": self.active_remove} if self.active_remove else None,
+            "jti": self.jti,
+            "zadd": dict(self.index_add) if self.index_add else None,
+            "zrem": list(self.index_remove) if self.index_remove else None,
+            "pickup": (
+                {"sealed": self.pickup.sealed, "ttl_ms": self.pickup.ttl_ms}
+                if self.pickup
+                else None
+            ),
+            "drop_pickup": True if self.drop_pickup else None,
+            "keep_input": self.keep_input.encode() if self.keep_input else None,
+            "keep_bundle": self.keep_bundle.encode() if self.keep_bundle else None,
+        }
+        # The script tests each part for presence: an absent part must not be sent at all.
+        payload = {name: part for name, part in parts.items() if part}
         return json.dumps(payload) if payload else ""
 
 

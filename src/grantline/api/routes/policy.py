@@ -1,0 +1,50 @@
+"""What a replay needs (auditors only): policy bundles and decision inputs, kept by digest."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request
+
+from grantline.api.auth import caller, runtime_of
+from grantline.api.schemas import DIGEST_PATTERN, PolicyInputsBody
+from grantline.domain.errors import IntegrityError, NotFoundError
+from grantline.domain.models import Identity
+
+router = APIRouter(prefix="/v1/policy")
+Caller = Annotated[Identity, Depends(caller)]
+
+
+@router.get("/bundles/{digest}")
+async def bundle(
+    request: Request,
+    identity: Caller,
+    digest: Annotated[str, Path(pattern=DIGEST_PATTERN)],
+) -> dict[str, Any]:
+    """The files of the policy bundle ``digest`` as the broker kept them when it decided."""
+    built = runtime_of(request)
+    built.broker.require_auditor(identity, "read kept policy bundles")
+    files = await built.policy_archive.bundle(digest)
+    if files is None:
+        raise NotFoundError(f"no policy bundle {digest} is kept")
+    try:
+        text = {path: content.decode("utf-8") for path, content in sorted(files.items())}
+    except UnicodeDecodeError as exc:
+        # The engine loads only UTF-8 files, so what was kept was not what it loaded.
+        raise IntegrityError(f"the kept policy bundle {digest} is not UTF-8") from exc
+    return {"digest": digest, "files": text}
+
+
+@router.post("/inputs")
+async def inputs(request: Request, identity: Caller, body: PolicyInputsBody) -> dict[str, Any]:
+    """The canonical inputs of recorded decisions, by input digest, as exact JSON text;
+    ``missing`` lists those no longer kept (past the retention) or never kept."""
+    built = runtime_of(request)
+    built.broker.require_auditor(identity, "read kept policy inputs")
+    wanted = list(dict.fromkeys(body.digests))
+    found = await built.policy_archive.inputs(wanted)
+    return {
+        # A corrupt value still goes out: the replayer checks each against its digest.
+        "inputs": {d: found[d].decode("utf-8", "replace") for d in wanted if d in found},
+        "missing": [d for d in wanted if d not in found],
+    }
