@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from grantline import __version__
 from grantline.api import errors, metrics
 from grantline.api.limits import BodySizeLimit
-from grantline.api.routes import audit, operations, policy, public, requests
+from grantline.api.routes import audit, operations, policy, public, requests, ui
 from grantline.config import Runtime, Settings, runtime
 from grantline.domain.errors import ConfigError, GrantlineError
 
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(policy.router)
     app.include_router(operations.router)
     app.include_router(public.router)
+    app.include_router(ui.router)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(_Metrics)
     return app
