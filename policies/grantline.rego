@@ -64,6 +64,7 @@ decision := {
 	"reasons": [],
 	"require_approval": false,
 	"rule": "rbac",
+	"max_ttl_seconds": requested_role.max_ttl_seconds,
 } if {
 	allow
 	not input.request.break_glass
@@ -74,6 +75,7 @@ decision := {
 	"require_approval": true,
 	"rule": "approval",
 	"approval": {"all_of": approval_factors},
+	"max_ttl_seconds": requested_role.max_ttl_seconds,
 } if {
 	allow
 	not input.request.break_glass
@@ -84,6 +86,7 @@ decision := {
 	"require_approval": false,
 	"rule": "break_glass",
 	"break_glass": true,
+	"max_ttl_seconds": requested_role.break_glass.max_ttl_seconds,
 } if {
 	allow
 	input.request.break_glass == true
@@ -92,7 +95,22 @@ decision := {
 	"reasons": reasons,
 	"require_approval": false,
 	"rule": "deny",
+	"max_ttl_seconds": ttl_cap,
+} if {
+	is_number(ttl_cap)
+} else := {
+	"allow": false,
+	"reasons": reasons,
+	"require_approval": false,
+	"rule": "deny",
 }
+
+# The TTL cap that held for the request, recorded with the decision (the evidence report
+# draws requested TTLs against it): the break-glass cap for a break-glass request to a role
+# that has one, else the role's. Undefined for an unknown role.
+ttl_cap := requested_role.break_glass.max_ttl_seconds if {
+	input.request.break_glass == true
+} else := requested_role.max_ttl_seconds
 
 requested_role := data.grantline_index.roles[role_cell[0]][role_cell[1]][input.request.role]
 

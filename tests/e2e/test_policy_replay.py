@@ -28,7 +28,8 @@ pytestmark = pytest.mark.e2e
 
 CI = "spiffe://example.org/ci-runner"
 BOT = "spiffe://example.org/release-bot"
-ALICE, SAM, DAN, AUDITOR = "user:alice", "user:sam", "user:dan", "user:auditor"
+ALICE, SAM, BOB, DAN = "user:alice", "user:sam", "user:bob", "user:dan"
+AUDITOR = "user:auditor"
 DECISION_EVENTS = {"evaluated", "approval_given", "approval_refused", "rejected"}
 
 
@@ -86,6 +87,9 @@ def flows(served: Served) -> dict[str, str]:
     with served.client(DAN) as client:
         refused = client.post(f"/v1/access-requests/{ids['admin']}/approve", json={"reason": "x"})
     assert refused.status_code == 403, refused.text
+    with served.client(BOB) as client:
+        counted = client.post(f"/v1/access-requests/{ids['admin']}/approve", json={"reason": "y"})
+    assert counted.status_code == 200, counted.text
     with served.client(SAM) as client:
         approved = client.post(
             f"/v1/access-requests/{ids['report']}/approve", json={"reason": "ok"}
@@ -102,15 +106,15 @@ def test_every_recorded_decision_replays_the_same_with_its_bundle(
     assert code == 0, output
     decisions = decisions_in_log(served, tmp_path)
     # Each of the 7 requests has one access decision, the approved one a second at quorum;
-    # dan's refusal and sam's approval are approval decisions.
-    assert len(decisions) == 10
+    # dan's refusal and sam's and bob's approvals are approval decisions.
+    assert len(decisions) == 11
     assert report["replayed"] == len(decisions)
     assert report["counts"]["same"] == len(decisions)
     assert report["counts"]["unavailable"] == 0
     named = {
         d["data"].get("policy_digest") or d["data"]["decision"]["policy_digest"] for d in decisions
     }
-    assert report["bundles"] == sorted(named)
+    assert report["recorded_bundles"] == sorted(named)
     assert f"{len(decisions)} same" in output
 
 
@@ -129,9 +133,9 @@ def test_decisions_made_before_a_policy_change_replay_with_the_bundle_they_name(
         time.sleep(0.2)
     code, output, report = replay(served, tmp_path)
     assert code == 0, output
-    assert len(report["bundles"]) == 2
+    assert len(report["recorded_bundles"]) == 2
     assert report["counts"]["same"] == report["replayed"] >= 2
-    assert after.json()["decision"]["policy_digest"] in report["bundles"]
+    assert after.json()["decision"]["policy_digest"] in report["recorded_bundles"]
 
 
 def test_a_proposed_policy_lists_what_would_change(served: Served, tmp_path: Path) -> None:
@@ -143,6 +147,10 @@ def test_a_proposed_policy_lists_what_would_change(served: Served, tmp_path: Pat
     bindings = data["grantline"]["bindings"]
     ci = next(b for b in bindings if b["subject"] == CI)
     ci["roles"] = [r for r in ci["roles"] if r != "db-read"] + ["deployer"]
+    # bob moves from platform-oncall to security: his approval would count for another group.
+    groups = data["grantline"]["groups"]
+    groups["platform-oncall"].remove(BOB)
+    groups["security"].append(BOB)
     data_file.write_text(json.dumps(data, indent=2))
 
     code, output, report = replay(served, tmp_path, "--policies", str(proposed))
@@ -153,9 +161,18 @@ def test_a_proposed_policy_lists_what_would_change(served: Served, tmp_path: Pat
         by_change.setdefault(change["change"], set()).add(change["request_id"])
     assert by_change.get("newly_denied") == {ids["read"]}
     assert by_change.get("newly_allowed") == {ids["deploy_unbound"]}
-    assert set(by_change) <= {"newly_denied", "newly_allowed"}
-    assert report["counts"]["newly_denied"] == 1
-    assert report["counts"]["same"] == report["replayed"] - 2
+    # Both requests that wait for approvers list them in their decisions, which now name
+    # other members; and bob's approval counts for security now.
+    assert by_change.get("changed") == {ids["admin"], ids["report"]}
+    changed = [c for c in report["changes"] if c["change"] == "changed"]
+    bob = next(c for c in changed if c["event"] == "approval_given")
+    assert bob["request_id"] == ids["admin"] and bob["differs"] == ["groups"]
+    assert (bob["before"]["groups"], bob["after"]["groups"]) == (["platform-oncall"], ["security"])
+    # report: the request's decision and the one made again at quorum; admin: its decision.
+    decisions = [c for c in changed if c["event"] == "evaluated"]
+    assert len(decisions) == 3 and all(c["differs"] == ["approval"] for c in decisions)
+    assert report["counts"]["newly_denied"] == report["counts"]["newly_allowed"] == 1
+    assert report["counts"]["same"] == report["replayed"] - 6
     assert "newly denied  seq" in output and ids["read"] in output
     assert "now: deny" in output
 
@@ -173,6 +190,11 @@ def test_a_kept_input_that_does_not_match_its_digest_is_an_integrity_failure(
     code, output, _ = replay(served, tmp_path)
     assert code == 2, output
     assert "does not match its digest" in output
+    # A value that does not even unpack.
+    store.set(kept[0], "garbage!")
+    code, output, _ = replay(served, tmp_path)
+    assert code == 2, output
+    assert "unreadable" in output
 
 
 def test_decisions_whose_input_is_no_longer_kept_are_reported_not_confirmed(
@@ -184,7 +206,7 @@ def test_decisions_whose_input_is_no_longer_kept_are_reported_not_confirmed(
     code, output, report = replay(served, tmp_path)
     assert code == 1, output
     assert report["counts"]["unavailable"] == 1
-    assert "its input is no longer kept" in output
+    assert "its input is not kept" in output
 
 
 def test_only_auditors_read_kept_inputs_and_bundles(served: Served, tmp_path: Path) -> None:

@@ -576,14 +576,9 @@ def _actors(state: Mapping[str, str]) -> list[str]:
     return actors
 
 
-def _refusal(reason: str, decision: Decision | None = None) -> Decision:
-    return Decision(
-        allow=False,
-        reasons=(reason,),
-        policy_digest=decision.policy_digest if decision else "",
-        input_digest=decision.input_digest if decision else "",
-        extra=decision.extra if decision else {},
-    )
+def _refusal(reason: str) -> Decision:
+    """A refusal the broker gives without asking the policy (nothing to replay)."""
+    return Decision(allow=False, reasons=(reason,), policy_digest="", input_digest="")
 
 
 def _approval_data(caller: Identity, reason: str, decision: Decision) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from grantline.policy.engine import digest_of
 from grantline.store.keys import Index
 from grantline.store.ledger import Draft
 from grantline.store.log import ActiveAdd, Effects, Pickup, to_millis
-from grantline.store.policy_archive import KeptInput
+from grantline.store.policy_archive import KeptInput, pack
 
 BREAK_GLASS = "break_glass"
 
@@ -130,7 +130,7 @@ def kept_input(decision: Decision) -> KeptInput | None:
     input it could digest, so there is nothing to replay)."""
     if not decision.input_json:
         return None
-    return KeptInput(decision.input_digest, decision.input_json, decision.policy_digest)
+    return KeptInput(decision.input_digest, pack(decision.input_json), decision.policy_digest)
 
 
 def pending(

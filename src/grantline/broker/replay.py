@@ -16,6 +16,7 @@ from typing import Any
 
 from grantline.broker.decisions import (
     approval_evidence,
+    approval_groups,
     approval_verdict,
     decision_evidence,
     outcome_of,
@@ -58,6 +59,8 @@ class Replayed:
     recorded: RecordedDecision
     evidence: Mapping[str, Any]
     change: Change
+    # The members of the decision that differ (digests aside), for a reader to judge a change.
+    differs: tuple[str, ...]
     # Who asked for what, from the input: what a reader needs to judge the change.
     subject: str
     role: str
@@ -77,6 +80,9 @@ def recorded_decision(record: Mapping[str, Any]) -> RecordedDecision | None:
         return None
     # An access decision names its digests beside the decision, an approval inside it.
     digests = data if event == Event.EVALUATED else evidence
+    if event == Event.APPROVAL_GIVEN:
+        # Which required groups the approval counts for decides the quorum: part of the answer.
+        evidence = {**evidence, "groups": data.get("groups", [])}
     input_digest = digests.get("input_digest")
     if not isinstance(input_digest, str) or input_digest in {"", UNDIGESTIBLE_INPUT}:
         return None
@@ -99,7 +105,9 @@ def replay(
 ) -> Replayed:
     """``recorded`` decided again by ``engine`` on ``policy_input``, the input it names."""
     if recorded.approval:
-        evidence = _approval_again(engine, policy_input)
+        evidence = _approval_again(
+            engine, policy_input, counted=recorded.event == Event.APPROVAL_GIVEN
+        )
         asked = _mapping(policy_input.get("request"))
     else:
         evidence = _access_again(engine, policy_input)
@@ -108,6 +116,7 @@ def replay(
         recorded=recorded,
         evidence=evidence,
         change=compare(recorded.evidence, evidence),
+        differs=differences(recorded.evidence, evidence),
         subject=str(asked.get("subject", "")),
         role=str(asked.get("role", "")),
         target=str(asked.get("target", "")),
@@ -124,6 +133,12 @@ def compare(before: Mapping[str, Any], after: Mapping[str, Any]) -> Change:
     return Change.SAME if outcome_of(before) == outcome_of(after) else Change.CHANGED
 
 
+def differences(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[str, ...]:
+    """The members, digests aside, whose values differ between two decisions."""
+    was, now = outcome_of(before), outcome_of(after)
+    return tuple(sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k)))
+
+
 def _access_again(engine: PolicyEngine, policy_input: Mapping[str, Any]) -> dict[str, Any]:
     request = _mapping(policy_input.get("request"))
     decision = engine.evaluate(policy_input)
@@ -135,14 +150,22 @@ def _access_again(engine: PolicyEngine, policy_input: Mapping[str, Any]) -> dict
     return decision_evidence(routed)
 
 
-def _approval_again(engine: PolicyEngine, approval_input: Mapping[str, Any]) -> dict[str, Any]:
+def _approval_again(
+    engine: PolicyEngine, approval_input: Mapping[str, Any], *, counted: bool
+) -> dict[str, Any]:
+    """The approval answer as recorded; with ``counted``, as an ``approval_given`` records
+    it: with the required groups it counts for."""
     decision = engine.evaluate_approval(approval_input)
     try:
         required = Requirement.parse(approval_input.get("approval")).groups()
     except ValueError:
         # The broker builds this block from a parsed requirement; without one nothing counts.
         required = ()
-    return approval_evidence(approval_verdict(decision, required))
+    verdict = approval_verdict(decision, required)
+    evidence = approval_evidence(verdict)
+    if counted:
+        evidence["groups"] = [g for g in approval_groups(verdict) if g in required]
+    return evidence
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

@@ -6,21 +6,17 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from grantline.cli import exit_codes
+from grantline.cli import exit_codes, log_source, report
 from grantline.cli.bundle import add_filter_arguments, export_bundle, selection_of
-from grantline.cli.http import add_connection_arguments, broker_client, error_message, send
-from grantline.config import Settings, log_signer
+from grantline.cli.http import add_connection_arguments, broker_client
 from grantline.domain.errors import (
     ConfigError,
-    DependencyUnavailableError,
-    ForbiddenError,
     IntegrityError,
 )
 from grantline.evidence.bundle import is_bundle, verify_bundle
@@ -29,7 +25,6 @@ from grantline.evidence.parallel import verify_file
 from grantline.evidence.signer import load_public_keys, raw_public_bytes
 from grantline.evidence.verify import VerifyReport
 
-_PAGE = 2000
 _SHOWN = 1000
 
 
@@ -57,6 +52,7 @@ def register(commands: Any) -> None:
         help="a checkpoint note kept from earlier (GET /v1/checkpoint): the export must extend it",
     )
     verify.set_defaults(run=run_verify)
+    report.register(audit_commands)
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -66,12 +62,12 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"bundled {count} records with their proofs to a checkpoint at size {size}")
         return exit_codes.OK
     with broker_client(args) as client:
-        checkpoint = _checkpoint(client)
+        checkpoint = log_source.checkpoint_line(client)
         size = json.loads(checkpoint)["size"]
         count = 0
         tmp = args.out.with_name(args.out.name + ".partial")
         with tmp.open("wb") as out:
-            for line in _records(client, size):
+            for line in log_source.record_lines(client, size):
                 out.write(line + b"\n")
                 count += 1
             out.write(checkpoint + b"\n")
@@ -80,44 +76,11 @@ def run_export(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-def _checkpoint(client: httpx.Client) -> bytes:
-    response = send(client, "GET", "/v1/checkpoint", params={"format": "json"})
-    _raise_for(response)
-    return response.content.rstrip(b"\n")
-
-
-def _records(client: httpx.Client, size: int) -> Iterator[bytes]:
-    after = 0
-    while after < size:
-        response = send(
-            client,
-            "GET",
-            "/v1/records",
-            params={"after": after, "limit": min(_PAGE, size - after)},
-            headers={"Accept": "application/x-ndjson"},
-        )
-        _raise_for(response)
-        lines = response.content.splitlines()
-        if not lines:
-            raise DependencyUnavailableError(f"the log ended at seq {after}, before {size}")
-        yield from lines
-        after = int(response.headers["X-Next-After"])
-
-
-def _raise_for(response: httpx.Response) -> None:
-    if response.status_code == 403:
-        raise ForbiddenError(error_message(response))
-    if response.status_code >= 500:
-        raise DependencyUnavailableError(error_message(response))
-    if response.status_code >= 400:
-        raise ConfigError(error_message(response))
-
-
 def run_verify(args: argparse.Namespace) -> int:
-    keys = load_public_keys(_jwks(args.jwks))
+    keys = load_public_keys(log_source.trusted_keys(args.jwks))
     kept = _kept_checkpoint(args.against, keys) if args.against else None
     started = time.perf_counter()
-    if is_bundle(_first_line(args.file)):
+    if is_bundle(log_source.first_line(args.file)):
         if kept is not None:
             raise ConfigError(
                 "--against checks a full export; a bundle proves each record against the "
@@ -146,14 +109,6 @@ def run_verify(args: argparse.Namespace) -> int:
         return exit_codes.OK
     print(f"FAILED: {summary}", file=sys.stderr)
     return exit_codes.INTEGRITY
-
-
-def _first_line(path: Path) -> bytes:
-    try:
-        with path.open("rb") as handle:
-            return handle.readline()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
 
 
 def _verify_bundle(args: argparse.Namespace, keys: Mapping[str, Ed25519PublicKey]) -> int:
@@ -205,22 +160,3 @@ def _kept_checkpoint(path: Path, keys: Mapping[str, Ed25519PublicKey]) -> Checkp
         except IntegrityError:
             continue
     raise IntegrityError(f"the kept checkpoint {path} is not signed by any trusted log key")
-
-
-def _jwks(source: str | None) -> dict[str, Any]:
-    if source is None:
-        settings = Settings()
-        if not (settings.keys_dir / "log-signing.pem").exists():
-            raise ConfigError(
-                f"no --jwks given and no log key in {settings.keys_dir}; pass the broker's "
-                "/.well-known/jwks.json (file or URL)"
-            )
-        return {"keys": [log_signer(settings).public_jwk()]}
-    try:
-        if source.startswith(("http://", "https://")):
-            response = httpx.get(source, timeout=10)
-            response.raise_for_status()
-            return dict(response.json())
-        return dict(json.loads(Path(source).read_text()))
-    except (httpx.HTTPError, OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read trusted keys from {source}: {exc}") from exc

@@ -13,6 +13,7 @@ from grantline.domain.errors import (
     ConfigError,
     DependencyUnavailableError,
     ForbiddenError,
+    IntegrityError,
 )
 
 
@@ -58,11 +59,26 @@ def error_message(response: httpx.Response) -> str:
 
 
 def raise_for(response: httpx.Response) -> None:
-    """Raise the error a failed answer means: ForbiddenError for 403, DependencyUnavailableError
-    for a broker-side failure, ConfigError (a usage error) for any other 4xx."""
+    """Raise the error a failed answer means: IntegrityError when the broker found its own
+    evidence altered, ForbiddenError for 403, AuthenticationError for 401,
+    DependencyUnavailableError for another broker-side failure, ConfigError (a usage error)
+    for any other 4xx."""
+    if response.status_code < 400:
+        return
+    if _error_code(response) == IntegrityError.code:
+        raise IntegrityError(error_message(response))
+    if response.status_code == 401:
+        raise AuthenticationError(error_message(response))
     if response.status_code == 403:
         raise ForbiddenError(error_message(response))
     if response.status_code >= 500:
         raise DependencyUnavailableError(error_message(response))
     if response.status_code >= 400:
         raise ConfigError(error_message(response))
+
+
+def _error_code(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return ""

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from itertools import islice
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +20,7 @@ from grantline.cli import exit_codes
 from grantline.cli.http import add_connection_arguments, broker_client, raise_for, send
 from grantline.domain.errors import ConfigError, IntegrityError
 from grantline.domain.models import format_time, parse_time
+from grantline.policy.bundle import is_policy_path
 from grantline.policy.embedded import EmbeddedRegoEngine
 from grantline.policy.engine import PolicyEngine, digest_of
 
@@ -54,9 +55,8 @@ def run_replay(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         client = stack.enter_context(broker_client(args))
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="grantline-")))
-        engines = _Engines(
-            client, workdir, EmbeddedRegoEngine(args.policies) if args.policies else None
-        )
+        proposed = EmbeddedRegoEngine(args.policies) if args.policies else None
+        engines = _Engines(client, workdir, proposed)
         tally = _Tally()
         for chunk in _chunks(_decisions(client, window), _INPUTS_PER_CALL):
             inputs = _inputs(client, [d.input_digest for d in chunk])
@@ -64,7 +64,7 @@ def run_replay(args: argparse.Namespace) -> int:
                 tally.add(recorded, inputs.get(recorded.input_digest), engines)
     _print(tally, args.policies)
     if args.json_out:
-        args.json_out.write_text(json.dumps(tally.as_json(args.policies), indent=2) + "\n")
+        args.json_out.write_text(json.dumps(tally.as_json(proposed), indent=2) + "\n")
     return exit_codes.OK if tally.confirmed() else exit_codes.DENIED
 
 
@@ -93,14 +93,31 @@ class _Engines:
             return None
         raise_for(response)
         directory = self._workdir / digest.replace(":", "-")
-        for path, text in response.json()["files"].items():
-            target = directory / _relative(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
+        try:
+            for path, text in _bundle_files(response.json(), digest).items():
+                target = directory / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+        except (OSError, ValueError) as exc:
+            raise IntegrityError(
+                f"the kept policy bundle {digest} cannot be laid out: {exc}"
+            ) from exc
         engine = EmbeddedRegoEngine(directory)
         if engine.digest != digest:
             raise IntegrityError(f"the kept policy bundle {digest} hashes to {engine.digest}")
         return engine
+
+
+def _bundle_files(body: Any, digest: str) -> dict[str, str]:
+    """The files of a bundle answer; IntegrityError unless each is a policy file named
+    inside the bundle (a store that was altered could name any path)."""
+    files = body.get("files") if isinstance(body, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(t, str) for t in files.values()):
+        raise IntegrityError(f"the kept policy bundle {digest} is malformed")
+    for path in files:
+        if not is_policy_path(path):
+            raise IntegrityError(f"the kept policy bundle {digest} names the file {path!r}")
+    return files
 
 
 class _Tally:
@@ -112,11 +129,11 @@ class _Tally:
 
     def add(self, recorded: RecordedDecision, text: str | None, engines: _Engines) -> None:
         if text is None:
-            self._miss(recorded, "its input is no longer kept")
+            self._miss(recorded, "its input is not kept (past the retention, or never kept)")
             return
         engine = engines.get(recorded.policy_digest)
         if engine is None:
-            self._miss(recorded, f"the bundle {recorded.policy_digest} was never kept")
+            self._miss(recorded, f"its bundle {recorded.policy_digest} is not kept")
             return
         self.bundles.add(recorded.policy_digest)
         result = replay(recorded, json.loads(text), engine)
@@ -131,13 +148,15 @@ class _Tally:
     def confirmed(self) -> bool:
         return not self.changes and not self.unavailable
 
-    def as_json(self, proposed: Path | None) -> dict[str, Any]:
+    def as_json(self, proposed: EmbeddedRegoEngine | None) -> dict[str, Any]:
         return {
-            "policies": str(proposed) if proposed else "recorded",
+            "policies": "proposed" if proposed else "recorded",
+            "proposed_digest": proposed.digest if proposed else None,
             "replayed": sum(n for k, n in self.counts.items() if k != "unavailable"),
             "counts": {str(change): self.counts[change] for change in Change}
             | {"unavailable": self.counts["unavailable"]},
-            "bundles": sorted(self.bundles),
+            # The bundles that made the decisions replayed: with a proposal, those it replaced.
+            "recorded_bundles": sorted(self.bundles),
             "changes": [_change_json(r) for r in self.changes],
             "unavailable": [
                 {"seq": r.seq, "request_id": r.request_id, "event": r.event, "why": why}
@@ -180,18 +199,14 @@ def _inputs(client: httpx.Client, digests: list[str]) -> dict[str, str]:
     wanted = list(dict.fromkeys(digests))
     response = send(client, "POST", "/v1/policy/inputs", json={"digests": wanted})
     raise_for(response)
-    found: dict[str, str] = response.json()["inputs"]
+    body = response.json()
+    if body.get("unreadable"):
+        raise IntegrityError(f"the kept policy input {body['unreadable'][0]} is unreadable")
+    found: dict[str, str] = body["inputs"]
     for digest, text in found.items():
         if digest_of(text.encode("utf-8")) != digest:
             raise IntegrityError(f"the kept policy input {digest} does not match its digest")
     return found
-
-
-def _relative(path: str) -> PurePosixPath:
-    relative = PurePosixPath(path)
-    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-        raise IntegrityError(f"a kept policy bundle names the file {path!r} outside its directory")
-    return relative
 
 
 def _time(value: str | None, name: str) -> str | None:
@@ -207,7 +222,10 @@ def _print(tally: _Tally, proposed: Path | None) -> None:
     for result in tally.changes:
         print(_change_line(result))
     for recorded, why in tally.unavailable[:20]:
-        print(f"not replayed  seq {recorded.seq}  {recorded.event}  {recorded.request_id}: {why}")
+        print(
+            f"not replayed  seq {recorded.seq}  {recorded.event}  "
+            f"{_shown(recorded.request_id)}: {why}"
+        )
     if len(tally.unavailable) > 20:
         print(f"... and {len(tally.unavailable) - 20} more not replayed")
     counts = tally.counts
@@ -226,8 +244,9 @@ def _change_line(result: Replayed) -> str:
     who = f"{result.subject} {result.role} on {result.target}".strip()
     return (
         f"{result.change.replace('_', ' ')}  seq {recorded.seq}  {recorded.at}  {recorded.event}  "
-        f"{recorded.request_id}  {who}\n"
+        f"{_shown(recorded.request_id)}  {_shown(who)}\n"
         f"    was: {_verdict(recorded.evidence)}\n    now: {_verdict(result.evidence)}"
+        + (f"\n    differs in: {', '.join(result.differs)}" if result.differs else "")
     )
 
 
@@ -238,7 +257,13 @@ def _verdict(evidence: Mapping[str, Any]) -> str:
     rule = evidence.get("rule")
     reasons = evidence.get("reasons") or []
     text = f"{word} ({rule})" if rule and rule != word else word
-    return f"{text}: {'; '.join(map(str, reasons))}" if reasons else text
+    return f"{text}: {_shown('; '.join(map(str, reasons)))}" if reasons else _shown(text)
+
+
+def _shown(text: str) -> str:
+    """``text`` safe for a terminal: recorded strings come from callers, and a control
+    character or escape sequence in one must not rewrite what the reader sees."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def _change_json(result: Replayed) -> dict[str, Any]:
@@ -252,6 +277,7 @@ def _change_json(result: Replayed) -> dict[str, Any]:
         "subject": result.subject,
         "role": result.role,
         "target": result.target,
+        "differs": list(result.differs),
         "before": dict(recorded.evidence),
         "after": dict(result.evidence),
     }

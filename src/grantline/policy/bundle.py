@@ -108,6 +108,18 @@ def _policy_files(directory: Path) -> list[str]:
     return found
 
 
+def is_policy_path(path: str) -> bool:
+    """Whether the relative POSIX ``path`` names a file that counts in a bundle, as
+    :meth:`PolicyBundle.load` finds them; an absolute path or one that climbs out never does."""
+    parts = path.split("/")
+    if "\0" in path or "\\" in path or any(p in {"", ".", ".."} for p in parts):
+        return False
+    folders = parts[:-1]
+    if any(p.startswith(".") for p in folders) or (folders and folders[0] == TESTS_DIR):
+        return False
+    return _counts(parts[-1])
+
+
 def _skipped_dir(parent: Path, name: str) -> bool:
     return name.startswith(".") or (parent == Path() and name == TESTS_DIR)
 

@@ -10,6 +10,7 @@ import functools
 import json
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,7 @@ class EmbeddedRegoEngine:
         self._active = self._compile_checked(PolicyBundle.load(policy_dir))
         # Bundles that decided lately, by digest: a decision is recorded after it is made,
         # when a reload may already have replaced the bundle that made it.
-        self._recent: dict[str, PolicyBundle] = {self.digest: self._active.bundle}
+        self._recent = OrderedDict({self.digest: self._active.bundle})
         self._refused: StatFingerprint | None = None
         self._reload_error: ConfigError | None = None
 
@@ -202,8 +203,9 @@ class EmbeddedRegoEngine:
         with self._lock:
             self._active = compiled
             self._recent[compiled.bundle.digest] = compiled.bundle
+            self._recent.move_to_end(compiled.bundle.digest)
             while len(self._recent) > _RECENT_BUNDLES:
-                del self._recent[next(iter(self._recent))]
+                self._recent.popitem(last=False)
         self._refused, self._reload_error = None, None
 
     def _refuse(self, fingerprint: StatFingerprint, exc: ConfigError) -> bool:

@@ -21,7 +21,7 @@ from grantline.domain.errors import DependencyUnavailableError, IntegrityError
 from grantline.evidence.chain import ChainHead, seal_next
 from grantline.evidence.signer import Signer
 from grantline.store.log import Effects, RedisLog, SealedEntry
-from grantline.store.policy_archive import PolicyArchive
+from grantline.store.policy_archive import Keeping, PolicyArchive
 from grantline.store.tree import RedisTree, checked_frontier, grow
 
 _MAX_BATCH_RECORDS = 512
@@ -111,7 +111,7 @@ class Ledger:
         if self._head is None:
             self._head, self._frontier = await self._current()
         head, frontier = self._head, self._frontier
-        drafts, bundles = self._keeping(drafts)
+        drafts, keeping = self._keeping(drafts)
         batch_id = secrets.token_hex(16)
         for attempt in range(_MAX_CAS_ATTEMPTS):
             if self._signer.blocking:
@@ -120,12 +120,24 @@ class Ledger:
                 entries, new_head = self._seal(head, drafts)
             grown = list(frontier)
             nodes = grow(head.seq, grown, [entry.line for entry in entries])
-            outcome = await self._log.compare_and_append(head, new_head, entries, batch_id, nodes)
+            outcome = await self._log.compare_and_append(
+                head,
+                new_head,
+                entries,
+                batch_id,
+                nodes,
+                kept_bundles=keeping.relied_on if keeping else (),
+            )
             if outcome.applied:
                 self._head, self._frontier = new_head, grown
-                if self._archive is not None:
-                    self._archive.mark_kept(bundles)
+                if self._archive is not None and keeping is not None:
+                    self._archive.mark_kept(keeping.bundles)
                 return [entry.line for entry in entries]
+            if outcome.missing_bundle and self._archive is not None:
+                # The store lost a bundle this process kept before: send it this time.
+                self._archive.forget(outcome.missing_bundle)
+                drafts, keeping = self._keeping(drafts)
+                continue
             # Another replica appended first: seal again on the head and tree it left, after a
             # short random pause so that replicas racing for the head do not keep colliding.
             try:
@@ -137,25 +149,26 @@ class Ledger:
             "the log is under too much contention to append; try again", code="store_contention"
         )
 
-    def _keeping(self, drafts: Sequence[Draft]) -> tuple[Sequence[Draft], list[str]]:
-        """``drafts`` with what the archive adds to the inputs they keep (their retention, and
-        each bundle named for the first time), and the digests of those bundles."""
+    def _keeping(self, drafts: Sequence[Draft]) -> tuple[Sequence[Draft], Keeping | None]:
+        """``drafts`` with what the archive adds to the inputs they keep: their retention, and
+        each bundle this process has not kept yet. Without an archive nothing is kept: no
+        one chose how long inputs should live."""
         inputs = [d.effects.keep_input for d in drafts if d.effects.keep_input is not None]
-        if self._archive is None or not inputs:
-            return drafts, []
-        completed, bundles = self._archive.complete(inputs)
-        by_position = iter(completed)
+        if not inputs:
+            return drafts, None
+        keeping = self._archive.complete(inputs) if self._archive is not None else None
+        completed = iter(keeping.inputs if keeping is not None else ())
+        carried = dict(keeping.bundles) if keeping is not None else {}
         kept: list[Draft] = []
         for draft in drafts:
             if draft.effects.keep_input is None:
                 kept.append(draft)
                 continue
-            done = next(by_position)
-            effects = replace(
-                draft.effects, keep_input=done, keep_bundle=bundles.pop(done.policy_digest, None)
-            )
+            done = next(completed, None)
+            bundle = carried.pop(done.policy_digest, None) if done is not None else None
+            effects = replace(draft.effects, keep_input=done, keep_bundle=bundle)
             kept.append(replace(draft, effects=effects))
-        return kept, [d.effects.keep_bundle.digest for d in kept if d.effects.keep_bundle]
+        return kept, keeping
 
     async def _current(self) -> tuple[ChainHead, list[bytes]]:
         """The head and tree frontier; a tree left behind the log (written by a version

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from grantline.domain.models import ActiveGrant, RequestId, parse_time
 from grantline.evidence.chain import ChainHead
 from grantline.store import keys
-from grantline.store.connection import unavailable
+from grantline.store.connection import as_text, unavailable
 from grantline.store.policy_archive import KeptBundle, KeptInput
 
 # The batch key makes an append idempotent: a retry after a lost reply finds its own batch
@@ -65,13 +65,40 @@ if head ~= ARGV[1] or redis.call('STRLEN', ARGV[3] .. ':tree:0') ~= expected * 3
   return reply
 end
 local prefix = ARGV[3]
-local i = 5
+-- Every decision's bundle must be kept: one the writer believes kept, and so does not send,
+-- must be there (the store may have lost it), or the writer sends it and tries again.
+for digest in string.gmatch(ARGV[5], '%S+') do
+  if redis.call('HEXISTS', prefix .. ':policy:bundles', digest) == 0 then return {3, digest} end
+end
+-- What can be refused (a bad argument) is written first, before the log moves: a write that
+-- failed after the XADD would leave a record in the stream that the head never reached.
+local decoded = {}
+local i = 6
 while i <= #ARGV do
-  local seq, line, rid, effects = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
+  if ARGV[i+3] ~= '' then
+    local e = cjson.decode(ARGV[i+3])
+    decoded[i] = e
+    if e.keep_bundle then
+      redis.call('HSETNX', prefix .. ':policy:bundles', e.keep_bundle.digest, e.keep_bundle.value)
+    end
+    if e.keep_input then
+      local key = prefix .. ':policy:input:' .. e.keep_input.digest
+      if e.keep_input.ttl_ms ~= '0' then
+        redis.call('SET', key, e.keep_input.value, 'PX', e.keep_input.ttl_ms)
+      else
+        redis.call('SET', key, e.keep_input.value)
+      end
+    end
+  end
+  i = i + 4
+end
+i = 6
+while i <= #ARGV do
+  local seq, line, rid = ARGV[i], ARGV[i+1], ARGV[i+2]
   redis.call('XADD', KEYS[1], seq .. '-1', 'r', line)
   redis.call('RPUSH', prefix .. ':lineage:' .. rid, seq)
-  if effects ~= '' then
-    local e = cjson.decode(effects)
+  local e = decoded[i]
+  if e then
     if e.request then
       local args = {}
       for k, v in pairs(e.request) do table.insert(args, k); table.insert(args, tostring(v)) end
@@ -110,18 +137,6 @@ while i <= #ARGV do
       redis.call('SET', prefix .. ':pickup:' .. rid, e.pickup.sealed, 'PX', e.pickup.ttl_ms)
     end
     if e.drop_pickup then redis.call('DEL', prefix .. ':pickup:' .. rid) end
-    if e.keep_input then
-      local kept = e.keep_input
-      local key = prefix .. ':policy:input:' .. kept.digest
-      if kept.ttl_ms > 0 then
-        redis.call('SET', key, kept.value, 'PX', kept.ttl_ms)
-      else
-        redis.call('SET', key, kept.value)
-      end
-    end
-    if e.keep_bundle then
-      redis.call('HSETNX', prefix .. ':policy:bundles', e.keep_bundle.digest, e.keep_bundle.value)
-    end
     if e.zadd then
       for name, score in pairs(e.zadd) do
         redis.call('ZADD', prefix .. ':index:' .. name, score, rid)
@@ -229,8 +244,10 @@ class Effects:
             "jti": self.jti,
             "zadd": dict(self.index_add) if self.index_add else None,
             "zrem": list(self.index_remove) if self.index_remove else None,
+            # Numbers as strings: some Redis versions hand a Lua number on in exponent
+            # form (8.64e+10), which SET ... PX refuses.
             "pickup": (
-                {"sealed": self.pickup.sealed, "ttl_ms": self.pickup.ttl_ms}
+                {"sealed": self.pickup.sealed, "ttl_ms": str(self.pickup.ttl_ms)}
                 if self.pickup
                 else None
             ),
@@ -258,6 +275,8 @@ class AppendOutcome:
     # When refused: the Merkle tree's leaf count and frontier at ``head`` (store/tree.py).
     tree_size: int = 0
     frontier: tuple[bytes, ...] = ()
+    # When refused because the store lacks a policy bundle the batch relies on: its digest.
+    missing_bundle: str = ""
 
 
 def _encode_head(head: ChainHead) -> str:
@@ -294,17 +313,22 @@ class RedisLog:
         entries: Sequence[SealedEntry],
         batch_id: str,
         tree_nodes: bytes = b"",
+        *,
+        kept_bundles: Sequence[str] = (),
     ) -> AppendOutcome:
         """Append ``entries`` if the head is still ``expected``; otherwise report the real head.
 
         ``tree_nodes`` are the Merkle tree's nodes the entries complete (store/tree.py),
         appended in the same atomic step so the tree always covers exactly the log.
+        ``kept_bundles`` are policy bundles the entries name without carrying them: the
+        append is refused (``missing_bundle``) unless the store holds each.
         """
         args: list[str | bytes | int] = [
             _encode_head(expected),
             _encode_head(new_head),
             keys.PREFIX,
             tree_nodes,
+            " ".join(kept_bundles),
         ]
         for entry in entries:
             args += [entry.seq, entry.line, entry.request_id, entry.effects.encode()]
@@ -312,7 +336,10 @@ class RedisLog:
             self._append(keys=[keys.LOG, keys.HEAD, keys.batch(batch_id)], args=args)
         )
         # 1: appended now; 2: this batch was appended by an earlier try; 0: the head moved,
-        # and the reply goes on with the tree's size and frontier at the real head.
+        # and the reply goes on with the tree's size and frontier at the real head; 3: a
+        # bundle in ``kept_bundles`` is missing.
+        if int(reply[0]) == 3:
+            return AppendOutcome(False, expected, missing_bundle=as_text(reply[1]))
         status, head = int(reply[0]), decode_head(reply[1])
         if status == 0:
             return AppendOutcome(False, head, int(reply[2]), tuple(bytes(n) for n in reply[3:]))

@@ -16,8 +16,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,32 +29,36 @@ from grantline.domain.errors import IntegrityError
 from grantline.store import keys
 from grantline.store.connection import unavailable
 
+log = logging.getLogger(__name__)
+
 # Redis answers an MGET of this many keys in well under a millisecond.
 MAX_INPUTS_PER_READ = 500
 
 
 @dataclass(frozen=True, slots=True)
 class KeptInput:
-    """The canonical input of one decision, to keep under its digest for ``ttl_ms`` (0: ever)."""
+    """The packed canonical input of one decision, to keep under its digest for ``ttl_ms``
+    (0: for good). Packed once, when the record is drafted: an append may be tried again."""
 
     digest: str
-    canonical: bytes
+    value: str
     policy_digest: str
     ttl_ms: int = 0
 
     def encode(self) -> dict[str, Any]:
-        return {"digest": self.digest, "value": pack(self.canonical), "ttl_ms": self.ttl_ms}
+        # A string: some Redis versions hand a Lua number on in exponent form.
+        return {"digest": self.digest, "value": self.value, "ttl_ms": str(self.ttl_ms)}
 
 
 @dataclass(frozen=True, slots=True)
 class KeptBundle:
-    """The files of one policy bundle, to keep under its digest."""
+    """The packed files of one policy bundle, to keep under its digest."""
 
     digest: str
-    files: Mapping[str, bytes]
+    value: str
 
     def encode(self) -> dict[str, Any]:
-        return {"digest": self.digest, "value": pack_files(self.files)}
+        return {"digest": self.digest, "value": self.value}
 
 
 def pack(content: bytes) -> str:
@@ -84,12 +89,24 @@ def unpack_files(value: bytes | str) -> dict[str, bytes]:
         raise IntegrityError(f"a kept policy bundle is unreadable: {exc}") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class Keeping:
+    """What one append keeps: its inputs with their retention, the bundles it carries, and
+    the bundles it names without carrying, which the store must already hold."""
+
+    inputs: list[KeptInput]
+    bundles: dict[str, KeptBundle]
+    relied_on: list[str]
+
+
 class PolicyArchive:
     """Completes the keeping that drafts ask for, on the writing side of the ledger.
 
-    A record that keeps an input gets the retention, and the first record in this process to
-    name a policy bundle carries that bundle's files too (``files_of`` asks the engine).
-    Another replica may have kept the same bundle already: the script writes it only once.
+    A record that keeps an input gets the retention. The first append in this process to
+    name a policy bundle carries the bundle's files (``files_of`` asks the engine); later
+    ones rely on it, and the append script refuses them if the store lost it, so that the
+    ledger sends it again (:meth:`forget`). No decision is recorded without its bundle,
+    unless the engine no longer holds that bundle's files, which is logged.
     """
 
     def __init__(
@@ -99,25 +116,27 @@ class PolicyArchive:
         self._ttl_ms = max(0, retention_seconds) * 1000
         self._kept: set[str] = set()
 
-    def complete(
-        self, inputs: Sequence[KeptInput]
-    ) -> tuple[list[KeptInput], dict[str, KeptBundle]]:
-        """``inputs`` with their retention, and the bundles not yet kept that they name."""
+    def complete(self, inputs: Sequence[KeptInput]) -> Keeping:
         bundles: dict[str, KeptBundle] = {}
-        for kept in inputs:
-            digest = kept.policy_digest
-            if digest in self._kept or digest in bundles:
+        relied_on: set[str] = set()
+        for digest in dict.fromkeys(k.policy_digest for k in inputs):
+            if digest in self._kept:
+                relied_on.add(digest)
                 continue
             files = self._files_of(digest)
-            if files is not None:
-                bundles[digest] = KeptBundle(digest, files)
-        completed = [
-            KeptInput(k.digest, k.canonical, k.policy_digest, self._ttl_ms) for k in inputs
-        ]
-        return completed, bundles
+            if files is None:
+                log.warning("policy bundle %s is no longer held; decisions name it unkept", digest)
+                continue
+            bundles[digest] = KeptBundle(digest, pack_files(files))
+        completed = [KeptInput(k.digest, k.value, k.policy_digest, self._ttl_ms) for k in inputs]
+        return Keeping(completed, bundles, sorted(relied_on))
 
-    def mark_kept(self, digests: Sequence[str]) -> None:
+    def mark_kept(self, digests: Iterable[str]) -> None:
         self._kept.update(digests)
+
+    def forget(self, digest: str) -> None:
+        """The store does not hold ``digest`` after all: send it with the next append."""
+        self._kept.discard(digest)
 
 
 class PolicyArchiveReader:
@@ -135,13 +154,23 @@ class PolicyArchiveReader:
             raise unavailable(exc, "the policy archive") from exc
         return unpack_files(value) if value is not None else None
 
-    async def inputs(self, digests: Sequence[str]) -> dict[str, bytes]:
-        """The canonical inputs kept under ``digests`` (at most MAX_INPUTS_PER_READ); those no
-        longer kept (past the retention, or never kept) are absent."""
+    async def inputs(self, digests: Sequence[str]) -> tuple[dict[str, bytes], list[str]]:
+        """The canonical inputs kept under ``digests`` (at most MAX_INPUTS_PER_READ), and the
+        digests whose kept value is unreadable. Those no longer kept (past the retention, or
+        never kept) are in neither."""
         if not digests:
-            return {}
+            return {}, []
         try:
             values = await self._client.mget([keys.policy_input(d) for d in digests])
         except RedisError as exc:
             raise unavailable(exc, "the policy archive") from exc
-        return {d: unpack(v) for d, v in zip(digests, values, strict=True) if v is not None}
+        found: dict[str, bytes] = {}
+        unreadable: list[str] = []
+        for digest, value in zip(digests, values, strict=True):
+            if value is None:
+                continue
+            try:
+                found[digest] = unpack(value)
+            except IntegrityError:
+                unreadable.append(digest)
+        return found, unreadable

@@ -85,7 +85,8 @@ def test_decisions_carry_the_bundle_and_input_digests(
     assert decision.allow
     assert decision.policy_digest == PolicyBundle.load(SHIPPED).digest == engine.digest
     assert decision.input_digest == input_digest(policy_input)
-    assert decision.extra == {"rule": "rbac"}
+    # The role's cap is part of the decision: the evidence report reads it from the record.
+    assert decision.extra == {"rule": "rbac", "max_ttl_seconds": 3600}
     assert decision.require_approval is False
 
 
@@ -97,7 +98,7 @@ def test_a_deny_lists_sorted_reasons_and_names_the_deny_rule(
     assert not decision.allow
     assert list(decision.reasons) == sorted(decision.reasons)
     assert len(decision.reasons) == 2
-    assert decision.extra == {"rule": "deny"}
+    assert decision.extra == {"rule": "deny", "max_ttl_seconds": 900}
 
 
 def test_the_policy_test_runner_passes_the_shipped_directory() -> None:

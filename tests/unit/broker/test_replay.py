@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from grantline.broker.decisions import decision_evidence, route
 from grantline.broker.replay import Change, compare, recorded_decision, replay
-from grantline.domain.models import AccessRequest, Identity, Ttl
+from grantline.domain.models import AccessRequest, Decision, Identity, Ttl
 from grantline.domain.policy_input import build_policy_input
 from grantline.policy.embedded import EmbeddedRegoEngine
+from grantline.policy.engine import PolicyEngine
 
 POLICIES = Path(__file__).resolve().parents[3] / "policies"
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -63,14 +65,60 @@ def test_a_recorded_decision_replays_the_same_with_the_same_bundle(
         assert (result.subject, result.role) == (CI, role)
 
 
-def test_break_glass_is_routed_again_as_the_broker_routed_it(engine: EmbeddedRegoEngine) -> None:
-    # db-read has no break-glass block: the policy may allow the request, the broker denies
-    # it as break-glass; the replay must reach the same deny, not the policy's raw answer.
-    policy_input, record = evaluated(engine, "db-read", 600, break_glass=True)
-    assert record["data"]["decision"]["allow"] is False
+class _AllowsAnything:
+    """An engine that allows without treating the request as break-glass: the broker must
+    deny such a break-glass request, and so must its replay."""
+
+    digest = "sha256:" + "a" * 64
+
+    def evaluate(self, policy_input: Mapping[str, Any]) -> Decision:
+        return Decision(True, (), self.digest, "sha256:" + "i" * 64, extra={"rule": "rbac"})
+
+    def evaluate_approval(self, approval_input: Mapping[str, Any]) -> Decision:
+        return Decision(True, (), self.digest, "sha256:" + "i" * 64, extra={"groups": ["x"]})
+
+
+def test_break_glass_is_routed_again_as_the_broker_routed_it() -> None:
+    engine = _AllowsAnything()
+    request = AccessRequest(
+        "postgres://orders-db", "db-read", Ttl(600), break_glass=True, justification="x"
+    )
+    policy_input = build_policy_input(Identity(CI, "https://issuer"), request, [], NOW)
+    routed, _ = route(engine.evaluate(policy_input), role="db-read", break_glass=True)
+    assert routed.allow is False  # what the broker recorded
+    record = {
+        "seq": 1,
+        "request_id": "r",
+        "event": "evaluated",
+        "data": {"decision": decision_evidence(routed), "input_digest": routed.input_digest},
+    }
     recorded = recorded_decision(record)
     assert recorded is not None
-    assert replay(recorded, policy_input, engine).change is Change.SAME
+    result = replay(recorded, policy_input, cast(PolicyEngine, engine))
+    assert result.change is Change.SAME
+    assert result.evidence["reasons"] == ["the policy did not accept break-glass for db-read"]
+
+
+def test_an_approval_counting_for_another_group_is_a_change() -> None:
+    engine = _AllowsAnything()  # counts every approver for group "x"
+    approval_input = {
+        "approval": {"all_of": [{"group": "x", "count": 1}, {"group": "y", "count": 1}]}
+    }
+    given = {
+        "event": "approval_given",
+        "data": {
+            "decision": {"allow": True, "reasons": [], "rule": "", "input_digest": "sha256:i"},
+            "groups": ["y"],
+        },
+    }
+    recorded = recorded_decision(given)
+    assert recorded is not None
+    result = replay(recorded, approval_input, cast(PolicyEngine, engine))
+    assert (result.change, result.differs) == (Change.CHANGED, ("groups",))
+    given["data"]["groups"] = ["x"]  # type: ignore[index]
+    recorded = recorded_decision(given)
+    assert recorded is not None
+    assert replay(recorded, approval_input, cast(PolicyEngine, engine)).change is Change.SAME
 
 
 def test_a_tampered_recorded_decision_does_not_replay_the_same(engine: EmbeddedRegoEngine) -> None:

@@ -38,13 +38,15 @@ async def bundle(
 @router.post("/inputs")
 async def inputs(request: Request, identity: Caller, body: PolicyInputsBody) -> dict[str, Any]:
     """The canonical inputs of recorded decisions, by input digest, as exact JSON text;
-    ``missing`` lists those no longer kept (past the retention) or never kept."""
+    ``missing`` lists those no longer kept (past the retention) or never kept, ``unreadable``
+    those the store holds in a form that does not unpack (it was altered)."""
     built = runtime_of(request)
     built.broker.require_auditor(identity, "read kept policy inputs")
     wanted = list(dict.fromkeys(body.digests))
-    found = await built.policy_archive.inputs(wanted)
+    found, unreadable = await built.policy_archive.inputs(wanted)
     return {
-        # A corrupt value still goes out: the replayer checks each against its digest.
+        # Sent as kept, even if not UTF-8: the replayer checks each against its digest.
         "inputs": {d: found[d].decode("utf-8", "replace") for d in wanted if d in found},
-        "missing": [d for d in wanted if d not in found],
+        "unreadable": unreadable,
+        "missing": [d for d in wanted if d not in found and d not in unreadable],
     }
