@@ -9,18 +9,32 @@ escaping over plain HTTP.
 from __future__ import annotations
 
 import base64
+import json
 import os
+import random
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from tests.conftest import REPO, Served, serve
 
+from grantline.api.ui import pages
+from grantline.api.ui.display import FORMATS, text_of
+from grantline.api.ui.timeline import (
+    FIRST_ROWS,
+    LAST_ROWS,
+    Checkpoint,
+    flatten,
+    lineage_page,
+    row_of,
+)
 from grantline.evidence.merkle import inclusion_proof, leaf_hash, root_of
 from grantline.evidence.note import NoteKey, checkpoint_text, sign_note
+from grantline.evidence.record import GENESIS, RECORD_DOMAIN, chain_hash, seal
 from grantline.evidence.signer import LocalEd25519Signer
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +50,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-STATIC_JS = REPO / "src" / "grantline" / "api" / "static" / "lineage.js"
+# As served: display.js with the display tables written in.
+DISPLAY_JS = pages.static_bytes("display.js").decode()
+LINEAGE_JS = pages.static_bytes("lineage.js").decode()
 ARTIFACTS = REPO / "artifacts"
 HOSTILE = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
 FLOW_EVENTS = [
@@ -196,7 +212,8 @@ def rows(page: Any) -> list[dict[str, Any]]:
             return {
                 seq: Number(row.dataset.seq), event: row.dataset.event,
                 signature: row.dataset.signature, inclusion: row.dataset.inclusion,
-                chain: row.dataset.chain,
+                chain: row.dataset.chain, facts: row.dataset.facts,
+                details: row.querySelector("details").dataset.source,
                 who: facts("who"), what: facts("what"),
                 outcome: row.querySelector(".outcome")?.textContent ?? null,
                 reasons: [...row.querySelectorAll(".reasons li")].map(li => li.textContent),
@@ -247,6 +264,9 @@ def test_the_lineage_page_shows_the_timeline_and_the_browser_verifies_every_reco
 
     assert all(row["signature"] == "valid" for row in shown), shown
     assert all(row["inclusion"] == "valid" for row in shown), shown
+    assert all(row["facts"] == "match" for row in shown), shown
+    assert {row["details"] for row in shown} == {"signed"}
+    assert "shown as signed ✓" in shown[0]["badges"]
     # The flow's records are neighbours in the log: every link after the first is checked.
     assert [row["chain"] for row in shown] == ["none"] + ["linked"] * 7
     size = int(page.get_attribute("#evidence", "data-tree-size"))
@@ -368,8 +388,12 @@ def test_without_javascript_the_whole_timeline_shows_as_not_checked(
 
     assert [row["event"] for row in shown] == FLOW_EVENTS
     assert {row["signature"] for row in shown} == {"pending"}
+    assert {row["facts"] for row in shown} == {"pending"}
+    assert {row["details"] for row in shown} == {"server"}
     assert all("signature not checked" in row["badges"] for row in shown)
+    assert all("fields not checked" in row["badges"] for row in shown)
     assert shown[0]["who"]["for"] == ALICE
+    assert shown[0]["what"]["purpose"] == "quarterly restatement"
 
 
 def test_logging_in_as_a_non_auditor_is_refused(flow: Flow, page: Any) -> None:
@@ -380,6 +404,120 @@ def test_logging_in_as_a_non_auditor_is_refused(flow: Flow, page: Any) -> None:
 
     assert page.get_attribute("section.error", "data-status") == "403"
     assert not [c for c in page.context.cookies() if c["name"] == "grantline_ui"]
+
+
+# -- a page that shows something else than its signed lines ---------------------------------
+
+REASON_0 = r'(<li data-path="data\.decision\.reasons\[0\]">)[^<]*'
+ALTERATIONS = {
+    # name: (which request's page, pattern, replacement, the row it lands in)
+    "purpose": (
+        "request_id",
+        r'(data-path="data\.request\.purpose">)quarterly restatement',
+        r"\1routine key rotation",
+        0,
+    ),
+    "approval reason": (
+        "request_id",
+        r'(data-path="data\.reason">)restatement CHG-77',
+        r"\1emergency fix",
+        2,
+    ),
+    "approver": (
+        "request_id",
+        r'(data-path="data\.approver\.subject">)user:sam',
+        r"\1user:sofia",
+        2,
+    ),
+    "label": ("request_id", r"<dt>for</dt>", "<dt>agent</dt>", 0),
+    "fact left out": ("request_id", r'<dt>ticket</dt><dd data-path="[^"]*">CHG-77</dd>', "", 0),
+    "fact added": (
+        "request_id",
+        r"<dt>ticket</dt>",
+        "<dt>approved by</dt><dd>the board</dd>\\g<0>",
+        0,
+    ),
+    "path moved": (
+        "request_id",
+        r'data-path="data\.request\.ticket"',
+        'data-path="data.request.role"',
+        0,
+    ),
+    "deny reason": ("denied_id", REASON_0, r"\1within policy", 1),
+    "deny reason hidden": (
+        "denied_id",
+        r'<li (data-path="data\.decision\.reasons\[0\]")',
+        r"<li hidden \1",
+        1,
+    ),
+    "outcome": ("denied_id", r'(data-path="data\.decision\.allow">)denied', r"\1allowed", 1),
+    "image": ("request_id", r"<dt>ticket</dt>", '<img alt="approved" src="data:,">\\g<0>', 0),
+}
+
+
+def open_altered(page: Any, flow: Flow, request_id: str, pattern: str, replacement: str) -> None:
+    """Log in, then open the page as the broker serves it with ``pattern`` replaced once."""
+    log_in(page, flow, f"/ui/requests/{request_id}")
+    url = f"{flow.served.url}/ui/requests/{request_id}"
+
+    def alter(route: Any) -> None:
+        served = route.fetch()
+        original = served.text()
+        changed = re.sub(pattern, replacement, original, count=1)
+        assert changed != original, pattern
+        route.fulfill(response=served, body=changed)
+
+    page.route(url, alter)
+    page.goto(url)
+    wait_checked(page)
+
+
+@pytest.mark.parametrize("alteration", ALTERATIONS)
+def test_a_page_showing_other_fields_than_the_signed_record_fails_its_check(
+    flow: Flow, page: Any, alteration: str
+) -> None:
+    which, pattern, replacement, index = ALTERATIONS[alteration]
+    open_altered(page, flow, getattr(flow, which), pattern, replacement)
+    shown = rows(page)
+
+    assert shown[index]["signature"] == "valid"  # the line itself is untouched
+    assert shown[index]["facts"] == "mismatch", shown[index]
+    assert "shown fields differ from the signed record ✗" in shown[index]["badges"]
+    assert all(row["facts"] == "match" for i, row in enumerate(shown) if i != index)
+    assert page.get_attribute("#evidence", "data-state") == "invalid"
+    verdict = page.text_content('[data-badge="verdict"]')
+    assert verdict.startswith("the page shows fields that differ from the signed records ✗")
+
+
+def test_the_details_are_written_from_the_verified_line_not_taken_from_the_page(
+    flow: Flow, page: Any
+) -> None:
+    pattern = r'(<pre class="line">[^<]*?)quarterly restatement'
+    open_altered(page, flow, flow.request_id, pattern, r"\1nothing to see")
+    details = page.eval_on_selector(
+        'li[data-record][data-seq="1"] details',
+        """details => ({
+            source: details.dataset.source,
+            line: details.querySelector("pre.line").textContent,
+            fields: Object.fromEntries([...details.querySelectorAll("dt")]
+                .map(dt => [dt.textContent, dt.nextElementSibling.textContent])),
+        })""",
+    )
+    line = base64.b64decode(page.get_attribute('li[data-record][data-seq="1"]', "data-line"))
+
+    assert details["source"] == "signed"
+    assert details["line"] == line.decode()
+    assert "quarterly restatement" in details["line"]
+    assert details["fields"]["request.purpose"] == "quarterly restatement"
+    assert page.get_attribute("#evidence", "data-state") == "valid"  # details are no shown facts
+
+
+def test_the_broker_state_and_what_the_page_cannot_prove_are_said_on_the_page(flow: Flow) -> None:
+    with auditor(flow) as client:
+        html = client.get(f"/ui/requests/{flow.request_id}").text
+    assert '<div class="state" data-source="broker-state">' in html
+    assert "not from signed records: your browser does not check this part" in html
+    assert "cannot tell whether a record of this request is missing" in html
 
 
 # -- the page's checks, on fixed inputs -----------------------------------------------------
@@ -393,7 +531,8 @@ def checks(page: Any) -> Any:
         lambda route: route.fulfill(status=200, content_type="text/html", body="<!doctype html>"),
     )
     page.goto("http://localhost/fixture")
-    page.add_script_tag(content=STATIC_JS.read_text())
+    page.add_script_tag(content=DISPLAY_JS)
+    page.add_script_tag(content=LINEAGE_JS)
     return page
 
 
@@ -480,6 +619,308 @@ def test_the_page_script_opens_a_checkpoint_note_only_with_its_key(checks: Any) 
     assert checks.evaluate(open_note, [note, bad_id])[0] == "refused"
 
 
+# -- every kind of record, and odd values, against the page's own recomputation ------------
+
+SIGNER = LocalEd25519Signer.from_seed(bytes(range(32)))
+PUBLIC = base64.urlsafe_b64decode(SIGNER.public_jwk()["x"] + "=")
+ORIGIN = "localhost/grantline"
+RID = "019ab0c4-2f5b-7c3e-8a1d-5e2f9b7c4d10"
+# Characters an HTML parser changes (CR, NUL), bidi overrides, invisible ones, an emoji.
+ODD = "one\r\ntwo\tthree\x00 \u202eevil\u202c zero\u200bwidth \x7f\x85 \U0001f600 <b>&amp;"
+IDENTITY = {"subject": "user:alice", "issuer": "dev", "claims_sha256": "sha256:" + "a" * 64}
+DECISION = {"allow": True, "reasons": [], "rule": "approval", "policy_digest": "sha256:pd"}
+EVERY_KIND: list[tuple[str, dict[str, Any]]] = [
+    (
+        "requested",
+        {
+            "identity": IDENTITY,
+            "actor": {"subject": "agent:a", "chain": ["agent:a", ODD, 7]},
+            "request": {
+                "target": "postgres://orders-db",
+                "role": "db-admin",
+                "ttl_seconds": 900,
+                "credential_type": "jwt",
+                "purpose": ODD,
+                "ticket": "x" * 2500,
+                "justification": "\U0001f600" * 2100,
+                "agent": {"goal": "g", "tool": ["psql", 1], "10": "ten", "9": "nine"},
+                "break_glass": True,
+            },
+            "break_glass": True,
+            "keys": {"\uffff": 1, "\U0001f600": 2, "__proto__": "p", "constructor": [True, 1, "x"]},
+        },
+    ),
+    (
+        "evaluated",
+        {
+            "decision": {
+                "allow": False,
+                "reasons": ["too long", ODD, {"code": "x"}, 3],
+                "require_approval": False,
+                "rule": "rbac",
+                "policy_digest": "sha256:pd",
+            },
+            "policy_digest": "sha256:pd",
+            "input_digest": "sha256:in",
+        },
+    ),
+    (
+        "evaluated",
+        {
+            "decision": {"allow": "yes", "reasons": "one reason", "policy_digest": "sha256:other"},
+            "policy_digest": "sha256:pd",
+        },
+    ),
+    ("evaluated", {"decision": "not an object"}),
+    ("denied", {"reasons": ["no binding", ""]}),
+    ("denied", {"reasons": ODD}),
+    (
+        "approval_given",
+        {"approver": IDENTITY, "reason": ODD, "groups": ["security"], "decision": DECISION},
+    ),
+    (
+        "approval_refused",
+        {
+            "approver": IDENTITY,
+            "action": "approve",
+            "reason": "",
+            "decision": {**DECISION, "allow": False},
+        },
+    ),
+    ("rejected", {"approver": {"subject": "user:sam"}, "reason": "no", "decision": DECISION}),
+    (
+        "approved",
+        {
+            "by": "approvers",
+            "approvers": {"security": ["user:sam"], "platform-oncall": ["user:bob", "user:c"]},
+            "requirement": {"all_of": [{"group": "security", "count": 1}, {"group": "x"}]},
+        },
+    ),
+    ("approved", {"by": "policy", "rule": "rbac", "policy_digest": "sha256:pd"}),
+    (
+        "approved",
+        {"by": "break_glass", "justification": ODD, "requirement": [1, 2], "review_due_at": "t"},
+    ),
+    (
+        "issued",
+        {
+            "credential_type": "vault_token",
+            "fingerprint": "sha256:ff",
+            "issued_at": "2026-11-23T10:00:00.000Z",
+            "expires_at": "2026-11-23T10:10:00.000Z",
+            "handle": {"accessor": "acc", "nested": {"a": [1, {"b": None}]}},
+            "cnf": {"jkt": "thumb"},
+            "act": {"sub": "agent:a", "act": {"sub": ODD, "act": {"sub": 3}}},
+        },
+    ),
+    ("collected", {"by": "user:alice"}),
+    ("reviewed", {"by": "user:sam", "reason": "fine"}),
+    ("revoked", {"by": "system", "source": "reconciler", "reason": "expired at Vault"}),
+    ("revocation_failed", {"by": "user:alice", "reason": "r", "error": {"message": ODD}}),
+    ("expired", {"phase": "pending_approval", "deadline": "t", "missing": ["security"]}),
+    ("failed", {"code": "issuer_unavailable", "message": ODD}),
+    ("notification_failed", {"event": "issued", "attempts": 6, "error": "timeout"}),
+    ("reconciled", {"finding": "orphan", "action": "revoked", "extra": [[1, 2], []]}),
+    ("renewed", {"until": "later", "deep": {"a": {"b": {"c": {"d": {"e": {"f": {"g": 1}}}}}}}}),
+    ("some_new_kind", {f"k{i}": i for i in range(250)}),
+    ("", {}),
+]
+
+
+def signed_lineage(records: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
+    """The records as a log of their own, seq 1 on, chained and signed."""
+    lines, prev = [], GENESIS
+    for seq, (event, data) in enumerate(records, start=1):
+        body = {
+            "v": 1,
+            "seq": seq,
+            "prev": prev,
+            "request_id": RID,
+            "event": event,
+            "at": f"2026-11-23T10:00:{seq % 60:02d}.000Z",
+            "data": data,
+        }
+        lines.append(seal(body, SIGNER, RECORD_DOMAIN))
+        prev = chain_hash(lines[-1])
+    return lines
+
+
+def rendered(lines: list[bytes]) -> str:
+    """The lineage page of ``lines`` as the broker renders it, with a checkpoint over them."""
+    leaves = [leaf_hash(line) for line in lines]
+
+    def perfect(level: int, index: int) -> bytes:
+        return root_of(leaves[index * 2**level : (index + 1) * 2**level])
+
+    note = sign_note(checkpoint_text(ORIGIN, len(lines), root_of(leaves)), ORIGIN, SIGNER, PUBLIC)
+    page = lineage_page(
+        RID,
+        [row_of(line) for line in lines],
+        summary=None,
+        checkpoint=Checkpoint(b64(note.encode()), len(lines)),
+        proofs={
+            seq: inclusion_proof(seq - 1, len(lines), perfect) for seq in range(1, len(lines) + 1)
+        },
+    )
+    return bytes(pages.render("lineage.html", who=AUDITOR, page=page).body).decode()
+
+
+def open_offline(page: Any, html: str) -> None:
+    """``html`` as the page of http://localhost (a secure context), with the broker's script,
+    style, JWKS and log key."""
+    jwks = {"keys": [{**SIGNER.public_jwk(), "grantline_purpose": "log"}]}
+    files = {
+        f"/ui/requests/{RID}": ("text/html", html),
+        "/ui/static/display.js": ("text/javascript", DISPLAY_JS),
+        "/ui/static/lineage.js": ("text/javascript", LINEAGE_JS),
+        "/ui/static/ui.css": ("text/css", pages.static_bytes("ui.css").decode()),
+        "/.well-known/jwks.json": ("application/json", json.dumps(jwks)),
+        "/.well-known/grantline-log-key": ("text/plain", NoteKey(ORIGIN, PUBLIC).encode()),
+    }
+
+    def answer(route: Any) -> None:
+        content_type, body = files[urlsplit(route.request.url).path]
+        route.fulfill(
+            status=200, content_type=content_type, body=body, headers=pages.SECURITY_HEADERS
+        )
+
+    page.route("http://localhost/**", answer)
+    page.goto(f"http://localhost/ui/requests/{RID}")
+    wait_checked(page)
+
+
+def test_every_kind_of_record_with_odd_values_is_shown_as_signed(page: Any) -> None:
+    lines = signed_lineage(EVERY_KIND)
+    open_offline(page, rendered(lines))
+    shown = rows(page)
+
+    assert [row["event"] for row in shown] == [event for event, _ in EVERY_KIND]
+    assert [row["facts"] for row in shown] == ["match"] * len(lines), [
+        (
+            row["event"],
+            page.get_attribute(f'li[data-seq="{row["seq"]}"] [data-badge=facts]', "title"),
+        )
+        for row in shown
+        if row["facts"] != "match"
+    ]
+    assert {row["signature"] for row in shown} == {row["inclusion"] for row in shown} == {"valid"}
+    assert page.get_attribute("#evidence", "data-state") == "valid"
+    assert shown[0]["what"]["purpose"] == text_of(ODD)
+    assert "\\u202e" in shown[0]["what"]["purpose"]  # the override is shown, not obeyed
+    # The details the script wrote from the verified lines are what the server would show.
+    written = page.eval_on_selector_all(
+        "li[data-record] details",
+        """all => all.map(details => [...details.querySelectorAll("dt")]
+            .map(dt => [dt.textContent, dt.nextElementSibling.textContent]))""",
+    )
+    assert written == [[[f.label, f.value] for f in row_of(line).details] for line in lines]
+
+
+SWAPPED = (
+    r'(<li class="record[^>]*data-seq="1".*?</li>)\s*(<li class="record[^>]*data-seq="2".*?</li>)'
+)
+CHAIN_BADGE = '<span class="badge badge-none" data-badge="chain">'
+TAMPERING = {
+    "hidden": (
+        '<dd data-path="data.request.role"',
+        '<dd hidden data-path="data.request.role"',
+    ),
+    "text between facts": ("<dt>role</dt>", "approved by the board <dt>role</dt>"),
+    "a badge of its own": (CHAIN_BADGE, f'<span class="badge">approved ✓</span>{CHAIN_BADGE}'),
+}
+
+
+@pytest.mark.parametrize("tampering", TAMPERING)
+def test_hidden_or_unbacked_content_in_a_row_fails_its_check(page: Any, tampering: str) -> None:
+    old, new = TAMPERING[tampering]
+    html = rendered(signed_lineage(EVERY_KIND[:3]))
+    assert old in html
+    open_offline(page, html.replace(old, new, 1))  # lands in the first row
+    shown = rows(page)
+
+    assert [row["facts"] for row in shown] == ["mismatch", "match", "match"]
+    assert {row["signature"] for row in shown} == {"valid"}
+    assert page.get_attribute("#evidence", "data-state") == "invalid"
+
+
+def test_records_out_of_log_order_or_under_another_heading_fail(page: Any) -> None:
+    plain_rows = [
+        (event, data) for event, data in EVERY_KIND if event in ("collected", "reviewed", "revoked")
+    ]
+    html = rendered(signed_lineage(plain_rows))  # rows without a list inside: <li> ends them
+    swapped = re.sub(SWAPPED, r"\2\1", html, count=1, flags=re.DOTALL)
+    assert swapped != html
+    open_offline(page, swapped)
+    assert [row["seq"] for row in rows(page)] == [2, 1, 3]
+    assert [row["facts"] for row in rows(page)] == ["match", "mismatch", "match"]
+    assert page.get_attribute("#evidence", "data-state") == "invalid"
+
+    other = html.replace(
+        f'<code class="request-id">{RID}</code>', '<code class="request-id">r-2</code>'
+    )
+    open_offline(page, other)
+    assert {row["facts"] for row in rows(page)} == {"match"}
+    assert page.get_attribute("#evidence", "data-state") == "invalid"
+    assert page.text_content('[data-badge="verdict"]') == (
+        "the heading names another request than the records ✗"
+    )
+
+
+def odd_values(count: int) -> list[Any]:
+    """JSON values of every shape, with the strings that tell formatters apart."""
+    chooser = random.Random(7)  # noqa: S311 — test data, the same on every run
+    strings = [
+        "",
+        "plain",
+        ODD,
+        "\ud800 lone",
+        "\uffff",
+        "\U0001f600",
+        "9",
+        "10",
+        "__proto__",
+        "a" * 2100,
+        "\U0001f600" * 1999 + "\u202e",
+    ]
+
+    def value(depth: int) -> Any:
+        kind = chooser.randrange(8 if depth < 4 else 5)
+        if kind == 0:
+            return chooser.choice([None, True, False])
+        if kind == 1:
+            return chooser.choice([0, -1, 7, 2**53 - 1])
+        if kind in (2, 3, 4):
+            return chooser.choice(strings)
+        if kind == 5:
+            return [value(depth + 1) for _ in range(chooser.randrange(4))]
+        return {chooser.choice(strings): value(depth + 1) for _ in range(chooser.randrange(4))}
+
+    return [value(0) for _ in range(count)]
+
+
+def test_the_page_script_formats_values_exactly_as_the_server(checks: Any) -> None:
+    values = odd_values(400)
+    values += [
+        {"all_of": [{"group": "security", "count": 1}, {"count": True}]},
+        {"sub": "a", "act": {"sub": ["b"], "act": {"sub": None}}},
+        [1, True],
+        {"a": "b", "c": ["d", 1]},
+        900,
+    ]
+    recompute = """([texts, names]) => texts.map(text => {
+        const value = JSON.parse(text);
+        const formatted = names.map(name => GrantlineDisplay.format(name, value));
+        return [formatted, GrantlineDisplay.flatten(value)];
+    })"""
+    # ensure_ascii: lone surrogates travel as escapes, and JSON.parse gives them back alike.
+    got = checks.evaluate(recompute, [[json.dumps(v) for v in values], list(FORMATS)])
+    expected = [
+        [[format_(v) for format_ in FORMATS.values()], [[f.label, f.value] for f in flatten(v)]]
+        for v in values
+    ]
+    assert got == expected
+
+
 # -- auth, headers, errors and escaping over plain HTTP -------------------------------------
 
 
@@ -539,7 +980,10 @@ def test_record_text_is_escaped_in_the_html(flow: Flow) -> None:
     assert "<script>window.pwned" not in html
     assert "&lt;script&gt;window.pwned = 1&lt;/script&gt;" in html
     assert "<b>x</b>" not in html
-    assert re.findall(r"<script[^>]*>", html) == ['<script src="/ui/static/lineage.js" defer>']
+    assert re.findall(r"<script[^>]*>", html) == [
+        '<script src="/ui/static/display.js" defer>',
+        '<script src="/ui/static/lineage.js" defer>',
+    ]
 
 
 def test_the_search_finds_by_role_id_prefix_and_status(flow: Flow) -> None:
@@ -584,12 +1028,23 @@ def test_login_sets_a_strict_http_only_cookie_bounded_by_the_token(flow: Flow) -
         assert 0 < int(attributes["max-age"].split("=")[1]) <= 3600  # dev tokens live an hour
 
         assert client.get("/ui/requests").status_code == 200  # the cookie jar sends it
-        assert client.get("/v1/records").status_code == 401  # only to /ui, never to the API
         out = client.post("/ui/logout")
         assert out.status_code == 303
         assert out.headers["location"] == "/ui/login"
         assert "Max-Age=0" in out.headers["set-cookie"]
         assert client.get("/ui/requests").status_code == 303
+
+
+def test_the_api_never_takes_the_session_cookie_for_a_bearer_token(flow: Flow) -> None:
+    # The API has no CSRF defence of its own: a cookie a browser sends by itself must never
+    # authenticate it. The same auditor token works as a bearer token, so a 401 here is the
+    # cookie being ignored, not the token being refused.
+    token = flow.served.token(AUDITOR)
+    with anonymous(flow) as client:
+        as_bearer = client.get("/v1/records", headers={"authorization": f"Bearer {token}"})
+        as_cookie = client.get("/v1/records", headers={"cookie": f"grantline_ui={token}"})
+    assert as_bearer.status_code == 200
+    assert as_cookie.status_code == 401
 
 
 def test_a_bad_token_or_a_cross_site_post_does_not_log_in(flow: Flow) -> None:
@@ -630,6 +1085,8 @@ def test_a_cookie_that_no_longer_verifies_sends_back_to_the_login_form(flow: Flo
         "https://evil.example/ui",
         "/\\evil.example",
         "/ui/../v1/records",
+        "/ui/%2e%2e/v1/records",
+        "/ui/%2E%2E/%2e%2e/v1/records",
         "/ui//evil.example",
         "/uievil",
         "javascript:alert(1)",
@@ -649,3 +1106,71 @@ def test_login_never_redirects_off_the_auditor_pages(flow: Flow, next_path: str)
     assert response.status_code == 303
     assert response.headers["location"] == "/ui/requests"
     assert 'name="next" value="/ui/requests"' in form.text
+
+
+# -- a lineage longer than one page, on a broker behind a TLS proxy --------------------------
+
+
+@pytest.fixture(scope="module")
+def crowded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
+    """A request whose requester posted approvals of her own until its lineage outgrew a page
+    (each refusal is recorded); its broker's public URL is https, its own socket plain http."""
+    served = serve(
+        tmp_path_factory.mktemp("crowded") / "home",
+        extra_env={"GRANTLINE_PUBLIC_URL": "https://grantline.test"},
+    )
+    try:
+        flow = Flow(served)
+        flow.request_id = ask(served)
+        path = f"/v1/access-requests/{flow.request_id}/approve"
+        with served.client(ALICE) as client:
+            for _ in range(FIRST_ROWS + LAST_ROWS + 10):
+                assert client.post(path, json={"reason": "my own"}).status_code == 403
+        yield flow
+    finally:
+        served.stop()
+
+
+def test_a_long_lineage_shows_its_first_and_last_records_and_how_many_it_leaves_out(
+    crowded: Flow,
+) -> None:
+    rid = crowded.request_id
+    with auditor(crowded) as client:
+        html = client.get(f"/ui/requests/{rid}").text
+        records = client.get(f"/v1/access-requests/{rid}/lineage").json()["records"]
+    every = [record["seq"] for record in records]
+    shown = [int(seq) for seq in re.findall(r'data-record\s+data-seq="(\d+)"', html)]
+
+    assert len(every) == FIRST_ROWS + LAST_ROWS + 12  # requested, evaluated, 260 refusals
+    assert shown == every[:FIRST_ROWS] + every[-LAST_ROWS:]
+    assert html.count("data-proof=") == len(shown)  # proofs only of the records shown
+    assert 'data-omitted="12"' in html
+    assert '<li class="gap">12 records not shown</li>' in html
+    assert f"grantline audit export --request-id {rid} --out FILE" in html
+    assert f"{len(every)} records, {len(shown)} shown" in html
+
+
+def test_a_long_lineage_page_still_verifies_in_the_browser(crowded: Flow, page: Any) -> None:
+    page.set_extra_http_headers({"authorization": f"Bearer {crowded.served.token(AUDITOR)}"})
+    page.goto(f"{crowded.served.url}/ui/requests/{crowded.request_id}")
+    wait_checked(page)
+    shown = rows(page)
+
+    assert len(shown) == FIRST_ROWS + LAST_ROWS
+    assert {row["facts"] for row in shown} == {"match"}
+    assert page.get_attribute("#evidence", "data-state") == "valid"
+    assert shown[FIRST_ROWS]["chain"] == "none"  # the record before it is not on the page
+    assert page.text_content("li.gap") == "12 records not shown"
+
+
+def test_behind_a_tls_proxy_the_session_cookie_is_secure(crowded: Flow) -> None:
+    token = crowded.served.token(AUDITOR)
+    with anonymous(crowded) as client:  # plain http to the broker, as from the proxy
+        response = client.post(
+            "/ui/login",
+            content=f"token={token}",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+    assert response.status_code == 303
+    attributes = [part.strip().lower() for part in response.headers["set-cookie"].split(";")]
+    assert "secure" in attributes

@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from grantline.api.ui import pages
+from grantline.api.ui.display import MAX_FACTS, MAX_TEXT, text_of
 from grantline.api.ui.timeline import (
-    MAX_FACTS,
-    MAX_TEXT,
+    FIRST_ROWS,
+    LAST_ROWS,
     Checkpoint,
+    Fact,
+    Gap,
+    LineagePage,
     lineage_page,
     row_of,
+    shown_lines,
     summary_facts,
-    text_of,
 )
 from grantline.evidence.record import RECORD_DOMAIN, seal
 from grantline.evidence.signer import LocalEd25519Signer
@@ -114,7 +120,10 @@ def test_an_evaluated_record_shows_the_decision_and_its_reasons() -> None:
     )
     assert row.decision is not None
     assert row.decision.allow is False
-    assert row.decision.reasons == ("ttl_seconds 901 exceeds the cap of 900 for db-read",)
+    assert [(r.value, r.path) for r in row.decision.reasons] == [
+        ("ttl_seconds 901 exceeds the cap of 900 for db-read", "data.decision.reasons[0]")
+    ]
+    assert row.decision.allow_path == "data.decision.allow"
     assert as_dict(row.decision.facts) == {
         "approval required": "no",
         "rule": "rbac",
@@ -127,7 +136,8 @@ def test_an_evaluated_record_shows_the_decision_and_its_reasons() -> None:
 def test_a_denied_record_is_a_deny_with_its_reasons() -> None:
     row = row_of(line("denied", {"reasons": ["no binding", "no role"]}))
     assert row.decision is not None
-    assert (row.decision.allow, row.decision.reasons) == (False, ("no binding", "no role"))
+    assert row.decision.allow is False
+    assert [r.value for r in row.decision.reasons] == ["no binding", "no role"]
 
 
 def test_approvals_name_the_approver_the_groups_and_the_requirement() -> None:
@@ -275,3 +285,73 @@ def test_the_page_gives_each_row_its_proof_and_an_unknown_status_without_state()
         base64.b64encode(b"\x01" * 32).decode(),
     )
     assert page.rows[1].proof is None
+
+
+def test_every_fact_names_the_field_of_the_record_it_comes_from() -> None:
+    row = row_of(
+        line(
+            "requested",
+            {
+                "identity": {"subject": "user:alice"},
+                "request": {"purpose": "export", "ttl_seconds": 60},
+                "break_glass": True,
+            },
+        )
+    )
+    assert [(f.label, f.path) for f in row.who] == [("for", "data.identity.subject")]
+    assert [(f.label, f.path) for f in row.what] == [
+        ("TTL", "data.request.ttl_seconds"),
+        ("purpose", "data.request.purpose"),
+    ]
+    assert row.break_glass_path == "data.break_glass"
+    evaluated = row_of(line("evaluated", {"decision": {"allow": True}, "policy_digest": "d"}))
+    assert evaluated.who == (Fact("by", "policy", "event"),)
+    assert evaluated.decision is not None
+    assert [(f.label, f.path) for f in evaluated.decision.facts] == [
+        ("policy", "data.policy_digest")
+    ]
+
+
+def test_one_policy_digest_is_shown_where_the_record_and_its_decision_agree() -> None:
+    same = {"decision": {"allow": True, "policy_digest": "d"}, "policy_digest": "d"}
+    other = {"decision": {"allow": True, "policy_digest": "e"}, "policy_digest": "d"}
+    assert len(row_of(line("evaluated", same)).decision.facts) == 1  # type: ignore[union-attr]
+    assert len(row_of(line("evaluated", other)).decision.facts) == 2  # type: ignore[union-attr]
+
+
+def test_a_long_lineage_keeps_its_first_and_last_lines_and_counts_the_rest() -> None:
+    lines = [f"{seq}".encode() for seq in range(1, FIRST_ROWS + LAST_ROWS + 8)]
+    kept, gap = shown_lines(lines)
+    assert kept == lines[:FIRST_ROWS] + lines[-LAST_ROWS:]
+    assert gap == Gap(FIRST_ROWS, 7)
+    assert shown_lines(lines[: FIRST_ROWS + LAST_ROWS]) == (lines[: FIRST_ROWS + LAST_ROWS], None)
+
+
+def render(page: LineagePage) -> str:
+    return bytes(pages.render("lineage.html", who="user:auditor", page=page).body).decode()
+
+
+def test_the_page_marks_each_shown_fact_with_its_field_and_the_state_as_unsigned() -> None:
+    rows = [
+        row_of(line("requested", {"request": {"purpose": "<export>"}}, seq=1)),
+        row_of(line("denied", {"reasons": ["no"]}, seq=2)),
+    ]
+    html = render(lineage_page(RID, rows, summary={"status": "denied"}, checkpoint=None, proofs={}))
+    assert '<dt>purpose</dt><dd data-path="data.request.purpose">&lt;export&gt;</dd>' in html
+    assert '<span class="outcome outcome-deny" data-path="event">denied</span>' in html
+    assert '<li data-path="data.reasons[0]">no</li>' in html
+    assert "<dt>request.purpose</dt><dd>&lt;export&gt;</dd>" in html  # details: no path
+    assert html.count('data-facts="pending"') == 2
+    assert 'data-source="broker-state"' in html
+
+
+def test_the_page_says_where_records_are_left_out_and_how_to_get_them_all() -> None:
+    rows = [row_of(line("approval_refused", {}, seq=seq)) for seq in (1, 2, 9)]
+    page = lineage_page(
+        RID, rows, summary=None, checkpoint=None, proofs={}, gap=Gap(index=2, count=6)
+    )
+    html = render(page)
+    assert "9 records, 3 shown" in html
+    assert f"grantline audit export --request-id {RID} --out FILE" in html
+    seqs = re.findall(r'data-seq="(\d+)"|<li class="gap">([^<]*)</li>', html)
+    assert seqs == [("1", ""), ("2", ""), ("", "6 records not shown"), ("9", "")]

@@ -6,6 +6,8 @@
  * leaf SHA-256(0x00 || line) up to the root of the checkpoint note (section 9.1); and, where
  * two records are neighbours in the log, the hash chain between them (section 8). The
  * checkpoint note's signature is checked with the C2SP verifier key the broker publishes.
+ * Then display.js recomputes every fact the row shows from the verified record body and
+ * compares it with the page, and writes the row's details from the verified bytes.
  *
  * Everything read from the page or the network is data: results are written with
  * textContent and data attributes only, never as HTML.
@@ -241,7 +243,18 @@
     signature: { pending: "checking signature…", valid: "signature ✓", invalid: "signature ✗" },
     inclusion: { pending: "checking inclusion…", invalid: "inclusion ✗", unavailable: "no inclusion proof" },
     chain: { linked: "chained to the record before ✓", broken: "chain to the record before ✗", none: "" },
+    facts: {
+      match: "shown as signed ✓",
+      mismatch: "shown fields differ from the signed record ✗",
+      unchecked: "fields not checked",
+    },
   };
+
+  /** The facts checks of display.js, which the page loads first. */
+  function display() {
+    if (window.GrantlineDisplay === undefined) throw new Error("the page's display.js did not load");
+    return window.GrantlineDisplay;
+  }
 
   function mark(element, kind, state, text, title) {
     element.dataset[kind] = state;
@@ -304,15 +317,34 @@
     try {
       line = b64decode(row.dataset.line);
     } catch (error) {
-      mark(row, "signature", "invalid", TEXT.signature.invalid, "the page holds no readable line");
-      mark(row, "inclusion", "invalid", TEXT.inclusion.invalid, "the page holds no readable line");
+      for (const kind of ["signature", "inclusion"]) mark(row, kind, "invalid", TEXT[kind].invalid, "the page holds no readable line");
+      mark(row, "facts", "unchecked", TEXT.facts.unchecked, "the page holds no readable line");
+      display().fillDetails(row, null, null);
       return { line: null, body: null, ok: false };
     }
     const expected = { seq: row.dataset.seq, event: row.dataset.event, at: row.dataset.at, request_id: requestId };
     const result = await verifyRecord(line, keys, expected);
     mark(row, "signature", result.ok ? "valid" : "invalid", TEXT.signature[result.ok ? "valid" : "invalid"], result.reason);
+    display().fillDetails(row, line, result.ok ? result.body : null);
+    if (result.ok) {
+      const facts = display().checkFacts(row, result.body);
+      mark(row, "facts", facts.ok ? "match" : "mismatch", TEXT.facts[facts.ok ? "match" : "mismatch"], facts.reason);
+    } else {
+      mark(row, "facts", "unchecked", TEXT.facts.unchecked, "the record did not verify: nothing to check its fields against");
+    }
     await checkInclusion(row, line, checkpoint);
     return { line, body: result.body, ok: result.ok };
+  }
+
+  /** Rows must come in log order, each record once. */
+  function checkOrder(rows, checked) {
+    let last = 0;
+    rows.forEach((row, i) => {
+      const seq = checked[i].ok ? checked[i].body.seq : null;
+      if (!Number.isSafeInteger(seq)) return;
+      if (seq <= last) mark(row, "facts", "mismatch", TEXT.facts.mismatch, `shown after record #${last}: out of log order`);
+      last = Math.max(last, seq);
+    });
   }
 
   async function checkChain(rows, checked) {
@@ -329,14 +361,21 @@
     }
   }
 
-  function verdict(evidence, rows) {
-    const all = (kind) => rows.every((row) => row.dataset[kind] === "valid");
-    const good = rows.length > 0 && all("signature") && all("inclusion") && evidence.dataset.checkpoint === "valid";
+  function verdict(root, evidence, rows) {
+    const all = (kind, state) => rows.every((row) => row.dataset[kind] === state);
+    const heading = root.querySelector(".request-id");
+    const named = heading === null || heading.textContent === evidence.dataset.requestId;
+    const good = rows.length > 0 && all("signature", "valid") && all("inclusion", "valid") && all("facts", "match");
     const broken = rows.some((row) => row.dataset.chain === "broken");
-    const state = good && !broken ? "valid" : "invalid";
-    const text = state === "valid"
-      ? `all ${rows.length} records signed by the log key and included in the checkpoint ✓`
-      : "some evidence did not verify ✗ (hover a badge for why)";
+    const state = good && named && !broken && evidence.dataset.checkpoint === "valid" ? "valid" : "invalid";
+    let text = "some evidence did not verify ✗ (hover a badge for why)";
+    if (state === "valid") {
+      text = `all ${rows.length} records shown are signed by the log key, included in the checkpoint, and shown as signed ✓`;
+    } else if (!named) {
+      text = "the heading names another request than the records ✗";
+    } else if (rows.some((row) => row.dataset.facts === "mismatch")) {
+      text = "the page shows fields that differ from the signed records ✗ (hover a badge for why)";
+    }
     mark(evidence, "verdict", state, text);
     evidence.dataset.state = state;
   }
@@ -351,11 +390,11 @@
     let loaded;
     try {
       if (!window.isSecureContext || !crypto.subtle) throw new Error("this page needs https (or localhost) to check signatures");
+      display();
       loaded = await loadKeys();
     } catch (error) {
       for (const row of rows) {
-        mark(row, "signature", "error", "could not check", error.message);
-        mark(row, "inclusion", "error", "could not check", error.message);
+        for (const kind of ["signature", "inclusion", "facts"]) mark(row, kind, "error", "could not check", error.message);
       }
       mark(evidence, "verdict", "error", `could not check: ${error.message}`);
       evidence.dataset.state = "error";
@@ -367,7 +406,8 @@
     const checked = [];
     for (const row of rows) checked.push(await checkRow(row, loaded.keys, evidence.dataset.requestId, checkpoint));
     await checkChain(rows, checked);
-    verdict(evidence, rows);
+    checkOrder(rows, checked);
+    verdict(root, evidence, rows);
   }
 
   window.GrantlineLineage = Object.freeze({

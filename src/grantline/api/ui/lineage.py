@@ -1,7 +1,8 @@
 """What the lineage page shows, gathered: the records, the summary, a checkpoint and proofs.
 
 The records are read before the checkpoint is signed, so the checkpoint covers every one of
-them; all their inclusion proofs then come from one pipelined read of the tree.
+them; the inclusion proofs of those the page shows (at most ``FIRST_ROWS + LAST_ROWS``) then
+come from one pipelined read of the tree.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from grantline.api.ui.timeline import Checkpoint, LineagePage, lineage_page, row_of
+from grantline.api.ui.timeline import Checkpoint, LineagePage, lineage_page, row_of, shown_lines
 from grantline.config import Runtime
 from grantline.domain.errors import GrantlineError, NotFoundError
 from grantline.domain.models import Identity
@@ -32,7 +33,8 @@ async def load(runtime: Runtime, caller: Identity, request_id: str) -> LineagePa
         ForbiddenError: the caller is not an auditor.
     """
     runtime.broker.require_auditor(caller, "open the auditor pages")
-    rows = [row_of(line) for line in await runtime.broker.lineage(caller, request_id)]
+    lines, gap = shown_lines(await runtime.broker.lineage(caller, request_id))
+    rows = [row_of(line) for line in lines]
     summary = await _summary(runtime, caller, request_id)
     seqs = [row.seq for row in rows if row.seq is not None]
     try:
@@ -41,9 +43,17 @@ async def load(runtime: Runtime, caller: Identity, request_id: str) -> LineagePa
         # The timeline is still worth showing; only the proofs are missing.
         log.warning("lineage page without proofs: %s", exc.message)
         return lineage_page(
-            request_id, rows, summary=summary, checkpoint=None, proofs={}, notice=NO_PROOFS
+            request_id,
+            rows,
+            summary=summary,
+            checkpoint=None,
+            proofs={},
+            notice=NO_PROOFS,
+            gap=gap,
         )
-    return lineage_page(request_id, rows, summary=summary, checkpoint=checkpoint, proofs=proofs)
+    return lineage_page(
+        request_id, rows, summary=summary, checkpoint=checkpoint, proofs=proofs, gap=gap
+    )
 
 
 async def _summary(runtime: Runtime, caller: Identity, request_id: str) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ style, so even a value that slipped through escaping could not run.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Coroutine
 from functools import cache
@@ -21,6 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from grantline.api.ui.display import spec_document
 from grantline.api.ui.session import LoginRequiredError, forget, login_url
 from grantline.domain.errors import GrantlineError
 
@@ -37,7 +39,9 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
 }
+DISPLAY_MARKER = b"/*@display*/null"
 STATIC = {
+    "display.js": "text/javascript; charset=utf-8",
     "lineage.js": "text/javascript; charset=utf-8",
     "ui.css": "text/css; charset=utf-8",
 }
@@ -90,12 +94,19 @@ def static(name: str) -> Response:
     media_type = STATIC.get(name)
     if media_type is None:
         return error_page(404, "no such file")
-    return Response(_static_bytes(name), media_type=media_type)
+    return Response(static_bytes(name), media_type=media_type)
 
 
 @cache
-def _static_bytes(name: str) -> bytes:
-    return (resources.files("grantline.api") / "static" / name).read_bytes()
+def static_bytes(name: str) -> bytes:
+    """A static file as served; ``display.js`` with the display tables written in, so the
+    browser recomputes what the page shows from the tables the server rendered it with."""
+    raw = (resources.files("grantline.api") / "static" / name).read_bytes()
+    if name != "display.js":
+        return raw
+    if raw.count(DISPLAY_MARKER) != 1:
+        raise RuntimeError("display.js must hold the display marker exactly once")
+    return raw.replace(DISPLAY_MARKER, json.dumps(spec_document()).encode("ascii"))
 
 
 class UiRoute(APIRoute):

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from grantline.api.ui.timeline import lookup, text_of
+from grantline.api.ui.display import lookup, text_of
 from grantline.broker.selection import Selection
 from grantline.config import Runtime
 from grantline.domain.errors import NotFoundError

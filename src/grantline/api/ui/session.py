@@ -43,12 +43,15 @@ def safe_next(value: str | None) -> str:
     """Where to go after logging in: a path under ``/ui`` on this site, else the search.
 
     Refuses anything a browser could read as another site (``//host``, ``/\\host``, a scheme),
-    and ``..`` segments, which a browser would resolve out of ``/ui``.
+    ``..`` segments, which a browser would resolve out of ``/ui``, and any percent escape in the
+    path: browsers resolve ``%2e%2e`` as ``..`` too, and no page under ``/ui`` needs one.
     """
     if not value or len(value) > 2000 or not _NEXT.fullmatch(value):
         return HOME
     parts = urlsplit(value)
-    if parts.scheme or parts.netloc or ".." in parts.path.split("/") or "//" in parts.path:
+    if parts.scheme or parts.netloc or "%" in parts.path or "//" in parts.path:
+        return HOME
+    if ".." in parts.path.split("/"):
         return HOME
     return value
 
@@ -147,6 +150,8 @@ def forget(response: Response) -> None:
 
 
 def secure_cookie(request: Request) -> bool:
-    """The cookie is ``Secure`` when the page is served over https (uvicorn takes the scheme
-    from a trusted proxy's ``X-Forwarded-Proto``)."""
-    return request.url.scheme == "https"
+    """The cookie is ``Secure`` when the page is served over https, or when the broker's
+    public URL is https: behind a proxy that ends TLS, the broker itself sees plain http
+    unless the proxy is trusted to say otherwise (``X-Forwarded-Proto``)."""
+    public = urlsplit(runtime_of(request).settings.issuer_url)
+    return request.url.scheme == "https" or public.scheme.lower() == "https"

@@ -2,30 +2,52 @@
 
 Pure: lines and the request's summary in, frozen rows out. Every value shown comes from records
 or request state that callers influence (purpose, reasons, subjects), so it stays plain text
-here and the templates escape it. A record of any shape, even one this version does not know,
-becomes a row: nothing here raises on record contents.
+here and the templates escape it. Each fact shown from a record names the field it comes from
+(``Fact.path``), for the browser to recompute it from the verified line (``display``). A record
+of any shape, even one this version does not know, becomes a row: nothing here raises on
+record contents.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-MAX_TEXT = 2000  # characters of one value shown; the signed line in full is in the details
-MAX_FACTS = 200  # flattened members of one record's details
-_MAX_DEPTH = 8
-_EMPTY: tuple[object, ...] = (None, "", [], {})
+from grantline.api.ui.display import (
+    APPROVED_BY_POLICY,
+    DECIDED,
+    DECISION_FACTS,
+    FORMATS,
+    MAX_DEPTH,
+    MAX_FACTS,
+    WHAT,
+    WHO,
+    Spec,
+    chain,
+    is_empty,
+    lookup,
+    seconds,
+    shown,
+    text_of,
+    title_of,
+)
+
+# A lineage can be grown by anyone who may post to the request (every refused approval is
+# recorded), so one page shows its first and last records only; an export holds them all.
+FIRST_ROWS = 200
+LAST_ROWS = 50
 
 
 @dataclass(frozen=True, slots=True)
 class Fact:
-    """One labelled value, as text."""
+    """One labelled value, as text, and the field of the record body it comes from."""
 
     label: str
     value: str
+    path: str = ""  # dotted, from the body: "data.request.purpose"; "event" for a constant
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +55,8 @@ class DecisionView:
     """A policy's answer as a record states it: allowed or not, and why."""
 
     allow: bool | None  # None: the record states no allow (an approval by policy, say)
-    reasons: tuple[str, ...]
+    allow_path: str
+    reasons: tuple[Fact, ...]  # unlabelled, each with its own path
     facts: tuple[Fact, ...]
 
 
@@ -49,10 +72,14 @@ class Row:
     what: tuple[Fact, ...]
     decision: DecisionView | None
     details: tuple[Fact, ...]
-    break_glass: bool
+    break_glass_path: str  # where the record says so; "" when it is no break-glass record
     line: str  # standard base64 of the exact line, as the log holds it
     text: str  # the line as text, for people to read
     proof: tuple[str, ...] | None = None  # base64 audit path; None when there is none
+
+    @property
+    def break_glass(self) -> bool:
+        return bool(self.break_glass_path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +91,14 @@ class Checkpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class Gap:
+    """Records of the lineage the page leaves out, between two rows it shows."""
+
+    index: int  # the row the gap comes before
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class LineagePage:
     request_id: str
     status: str
@@ -71,170 +106,28 @@ class LineagePage:
     rows: tuple[Row, ...]
     checkpoint: Checkpoint | None
     notice: str = ""
+    gap: Gap | None = None
 
 
-Format = Callable[[Any], str]
-Spec = tuple[tuple[str, str, Format | None], ...]
-
-TITLES = {
-    "requested": "Requested",
-    "evaluated": "Policy evaluated",
-    "denied": "Denied",
-    "approval_given": "Approval given",
-    "approval_refused": "Approval refused",
-    "approved": "Approved",
-    "rejected": "Rejected",
-    "issued": "Credential issued",
-    "collected": "Credential collected",
-    "reviewed": "Reviewed",
-    "revoked": "Revoked",
-    "revocation_failed": "Revocation failed",
-    "expired": "Expired",
-    "failed": "Failed",
-    "notification_failed": "Notification failed",
-    "reconciled": "Reconciled",
-}
-
-
-def text_of(value: Any) -> str:
-    """A record value as one line of text, cut at ``MAX_TEXT`` characters."""
-    return _cut(_plain(value))
-
-
-def _plain(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and all(isinstance(item, str | int) for item in value):
-        return ", ".join(str(item) for item in value)
-    if isinstance(value, dict) and all(isinstance(item, str | list) for item in value.values()):
-        return "; ".join(f"{name}: {_plain(item)}" for name, item in value.items())
-    if value is None:
-        return ""
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "\u2026"
-
-
-def _chain(value: Any) -> str:
-    """An actor chain (``["agent", "sub-agent"]``) or RFC 8693 ``act`` claim, outermost first."""
-    if isinstance(value, list):
-        return _cut(" \u2192 ".join(_plain(item) for item in value))
-    subjects: list[str] = []
-    while isinstance(value, dict) and len(subjects) < _MAX_DEPTH:
-        subjects.append(_plain(value.get("sub")))
-        value = value.get("act")
-    return _cut(" \u2192 ".join(subjects))
-
-
-def _requirement(value: Any) -> str:
-    """``{"all_of": [{"group": "security", "count": 1}]}`` as ``1 of security``."""
-    factors = value.get("all_of") if isinstance(value, dict) else None
-    if not isinstance(factors, list) or not all(isinstance(f, dict) for f in factors):
-        return text_of(value)
-    return _cut(", ".join(f"{_plain(f.get('count'))} of {_plain(f.get('group'))}" for f in factors))
-
-
-def _seconds(value: Any) -> str:
-    return (
-        f"{value} s" if isinstance(value, int) and not isinstance(value, bool) else text_of(value)
-    )
-
-
-_APPROVER: Spec = (
-    ("approver", "approver.subject", None),
-    ("approver issuer", "approver.issuer", None),
-)
-_BY: Spec = (("by", "by", None),)
-
-WHO: dict[str, Spec] = {
-    "requested": (
-        ("for", "identity.subject", None),
-        ("issuer", "identity.issuer", None),
-        ("agent", "actor.subject", None),
-        ("actor chain", "actor.chain", _chain),
-    ),
-    "evaluated": (("by", "=policy", None),),
-    "denied": (("by", "=policy", None),),
-    "approval_given": _APPROVER,
-    "approval_refused": _APPROVER,
-    "rejected": _APPROVER,
-    "approved": (("by", "by", None), ("approvers", "approvers", None)),
-    "issued": (("actor", "act", _chain),),
-    "collected": _BY,
-    "reviewed": _BY,
-    "revoked": (("by", "by", None), ("source", "source", None)),
-    "revocation_failed": (("by", "by", None), ("source", "source", None)),
-}
-
-WHAT: dict[str, Spec] = {
-    "requested": (
-        ("target", "request.target", None),
-        ("role", "request.role", None),
-        ("TTL", "request.ttl_seconds", _seconds),
-        ("credential type", "request.credential_type", None),
-        ("purpose", "request.purpose", None),
-        ("ticket", "request.ticket", None),
-        ("break-glass justification", "request.justification", None),
-        ("agent goal", "request.agent.goal", None),
-        ("agent tool", "request.agent.tool", None),
-        ("prompt digest", "request.agent.prompt_sha256", None),
-        ("key thumbprint", "request.public_key_thumbprint", None),
-    ),
-    "approval_given": (("reason", "reason", None), ("counts for", "groups", None)),
-    "approval_refused": (("action", "action", None), ("reason", "reason", None)),
-    "rejected": (("reason", "reason", None),),
-    "approved": (
-        ("requirement", "requirement", _requirement),
-        ("rule", "rule", None),
-        ("justification", "justification", None),
-        ("review due", "review_due_at", None),
-    ),
-    "issued": (
-        ("credential type", "credential_type", None),
-        ("fingerprint", "fingerprint", None),
-        ("issued at", "issued_at", None),
-        ("expires at", "expires_at", None),
-        ("handle", "handle", None),
-        ("bound to key", "cnf.jkt", None),
-    ),
-    "reviewed": (("reason", "reason", None),),
-    "revoked": (("reason", "reason", None),),
-    "revocation_failed": (("reason", "reason", None), ("error", "error.message", None)),
-    "expired": (("phase", "phase", None), ("deadline", "deadline", None)),
-    "failed": (("code", "code", None), ("message", "message", None)),
-    "notification_failed": (
-        ("about", "event", None),
-        ("attempts", "attempts", None),
-        ("error", "error", None),
-    ),
-    "reconciled": (("finding", "finding", None), ("action", "action", None)),
-}
-
-
-def lookup(data: Any, path: str) -> Any:
-    """The value at a dotted ``path`` in nested objects, or None where there is none."""
-    for name in path.split("."):
-        if not isinstance(data, dict):
-            return None
-        data = data.get(name)
-    return data
+def shown_lines(lines: Sequence[bytes]) -> tuple[list[bytes], Gap | None]:
+    """The lines one page shows: all of them, or the first ``FIRST_ROWS`` and the last
+    ``LAST_ROWS`` with the gap between."""
+    if len(lines) <= FIRST_ROWS + LAST_ROWS:
+        return list(lines), None
+    kept = [*lines[:FIRST_ROWS], *lines[-LAST_ROWS:]]
+    return kept, Gap(FIRST_ROWS, len(lines) - len(kept))
 
 
 def facts(data: Any, spec: Spec) -> tuple[Fact, ...]:
-    """The labelled values ``spec`` picks from ``data``, leaving out empty ones.
-
-    A path starting with ``=`` is a constant (who evaluates a policy: the policy).
-    """
+    """The labelled values ``spec`` picks from ``data``, leaving out empty ones."""
     found = []
-    for label, path, formatter in spec:
-        value = path[1:] if path.startswith("=") else lookup(data, path)
-        if value in _EMPTY:
+    for label, path, name in spec:
+        if path.startswith("="):
+            found.append(Fact(label, text_of(path[1:]), "event"))
             continue
-        found.append(Fact(label, (formatter or text_of)(value)))
+        value = lookup(data, path)
+        if not is_empty(value):
+            found.append(Fact(label, FORMATS[name](value), f"data.{path}"))
     return tuple(found)
 
 
@@ -248,46 +141,58 @@ def flatten(data: Any, prefix: str = "") -> tuple[Fact, ...]:
 def _flatten_into(found: list[Fact], data: Any, prefix: str, depth: int) -> None:
     if len(found) >= MAX_FACTS:
         return
-    if isinstance(data, dict) and data and depth < _MAX_DEPTH:
-        for name, value in data.items():
-            _flatten_into(found, value, f"{prefix}.{name}" if prefix else str(name), depth + 1)
-    elif isinstance(data, list) and any(isinstance(i, dict | list) for i in data):
+    if isinstance(data, dict) and data and depth < MAX_DEPTH:
+        for name in sorted(data):
+            _flatten_into(found, data[name], f"{prefix}.{name}" if prefix else name, depth + 1)
+    elif (
+        isinstance(data, list)
+        and depth < MAX_DEPTH
+        and any(isinstance(i, dict | list) for i in data)
+    ):
         for index, value in enumerate(data):
             _flatten_into(found, value, f"{prefix}[{index}]", depth + 1)
     else:
-        found.append(Fact(prefix or "value", text_of(data)))
+        found.append(Fact(shown(prefix or "value"), text_of(data)))
 
 
 def decision_of(event: str, data: Any) -> DecisionView | None:
     """The policy decision a record states, with its reasons; None for other records."""
     if event == "denied":
-        return DecisionView(False, _strings(lookup(data, "reasons")), ())
+        return DecisionView(False, "event", _reasons(data, "reasons"), ())
     if event == "approved" and lookup(data, "by") == "policy":
-        spec: Spec = (("rule", "rule", None), ("policy", "policy_digest", None))
-        return DecisionView(None, (), facts(data, spec))
-    decision = lookup(data, "decision")
-    if event not in ("evaluated", "approval_given", "approval_refused", "rejected"):
+        return DecisionView(None, "", (), facts(data, APPROVED_BY_POLICY))
+    if event not in DECIDED:
         return None
+    decision = lookup(data, "decision")
     if not isinstance(decision, dict):
-        return DecisionView(None, (), ())
+        return DecisionView(None, "", (), ())
     allow = decision.get("allow")
-    details: Spec = (
-        ("approval required", "decision.require_approval", None),
-        ("rule", "decision.rule", None),
-        ("policy", "policy_digest", None),
-        ("policy", "decision.policy_digest", None),
-        ("input digest", "input_digest", None),
-    )
-    found = tuple(dict.fromkeys(facts(data, details)))  # one policy digest where both agree
+    allow = allow if isinstance(allow, bool) else None
     return DecisionView(
-        allow if isinstance(allow, bool) else None, _strings(decision.get("reasons")), found
+        allow,
+        "data.decision.allow" if allow is not None else "",
+        _reasons(data, "decision.reasons"),
+        _unique(facts(data, DECISION_FACTS)),
     )
 
 
-def _strings(value: Any) -> tuple[str, ...]:
+def _unique(found: Sequence[Fact]) -> tuple[Fact, ...]:
+    """The facts without repeats of a label and value (one policy digest where the record and
+    its decision agree), the first of each kept."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for fact in found:
+        if (fact.label, fact.value) not in seen:
+            seen.add((fact.label, fact.value))
+            kept.append(fact)
+    return tuple(kept)
+
+
+def _reasons(data: Any, path: str) -> tuple[Fact, ...]:
+    value = lookup(data, path)
     if not isinstance(value, list):
-        return () if value in _EMPTY else (text_of(value),)
-    return tuple(text_of(item) for item in value)
+        return () if is_empty(value) else (Fact("", text_of(value), f"data.{path}"),)
+    return tuple(Fact("", text_of(item), f"data.{path}[{i}]") for i, item in enumerate(value))
 
 
 def row_of(line: bytes) -> Row:
@@ -297,16 +202,23 @@ def row_of(line: bytes) -> Row:
     event = body.get("event")
     event = event if isinstance(event, str) else ""
     seq = body.get("seq")
+    flag = (
+        "data.break_glass"
+        if lookup(data, "break_glass") is True
+        else "break_glass"
+        if body.get("break_glass") is True
+        else ""
+    )
     return Row(
         seq=seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
         event=event,
-        title=TITLES.get(event, event.replace("_", " ").capitalize() or "Unreadable record"),
+        title=title_of(event),
         at=text_of(body.get("at")),
         who=facts(data, WHO.get(event, ())),
         what=facts(data, WHAT.get(event, ())),
         decision=decision_of(event, data),
         details=flatten(data),
-        break_glass=lookup(data, "break_glass") is True or body.get("break_glass") is True,
+        break_glass_path=flag,
         line=base64.b64encode(line).decode("ascii"),
         text=line.decode("utf-8", errors="replace"),
     )
@@ -315,7 +227,7 @@ def row_of(line: bytes) -> Row:
 def _body(line: bytes) -> dict[str, Any]:
     try:
         body = json.loads(line)
-    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return {}
     return body if isinstance(body, dict) else {}
 
@@ -356,15 +268,17 @@ SUMMARY_ORDER = (
 
 def summary_facts(summary: Mapping[str, Any]) -> tuple[Fact, ...]:
     """The broker's summary of a request, the usual members first, then the rest."""
-    first = [name for name in SUMMARY_ORDER if summary.get(name) not in _EMPTY]
+    first = [name for name in SUMMARY_ORDER if not is_empty(summary.get(name))]
     rest = [name for name in summary if name not in (*SUMMARY_ORDER, *_NOT_SUMMARISED)]
-    shown: list[Fact] = []
+    shown_facts: list[Fact] = []
     for name in first:
-        formatter = _chain if name == "actors" else _seconds if name == "ttl_seconds" else text_of
-        shown.append(Fact(name.replace("_", " "), formatter(summary[name])))
+        formatter = chain if name == "actors" else seconds if name == "ttl_seconds" else text_of
+        shown_facts.append(Fact(name.replace("_", " "), formatter(summary[name])))
     for name in rest:
-        shown += [replace(f, label=f.label.replace("_", " ")) for f in flatten(summary[name], name)]
-    return tuple(fact for fact in shown if fact.value)
+        shown_facts += [
+            replace(f, label=f.label.replace("_", " ")) for f in flatten(summary[name], name)
+        ]
+    return tuple(fact for fact in shown_facts if fact.value)
 
 
 def lineage_page(
@@ -375,6 +289,7 @@ def lineage_page(
     checkpoint: Checkpoint | None,
     proofs: Mapping[int, Sequence[bytes]],
     notice: str = "",
+    gap: Gap | None = None,
 ) -> LineagePage:
     """The whole page: the summary (when the broker holds the request's state) and the rows,
     each with its inclusion proof where ``proofs`` has one."""
@@ -386,4 +301,5 @@ def lineage_page(
         rows=with_proofs(rows, proofs),
         checkpoint=checkpoint,
         notice=notice,
+        gap=gap,
     )
