@@ -408,7 +408,6 @@ def test_logging_in_as_a_non_auditor_is_refused(flow: Flow, page: Any) -> None:
 
 # -- a page that shows something else than its signed lines ---------------------------------
 
-REASON_0 = r'(<li data-path="data\.decision\.reasons\[0\]">)[^<]*'
 ALTERATIONS = {
     # name: (which request's page, pattern, replacement, the row it lands in)
     "purpose": (
@@ -434,7 +433,7 @@ ALTERATIONS = {
     "fact added": (
         "request_id",
         r"<dt>ticket</dt>",
-        "<dt>approved by</dt><dd>the board</dd>\\g<0>",
+        r"<dt>approved by</dt><dd>the board</dd>\g<0>",
         0,
     ),
     "path moved": (
@@ -443,7 +442,12 @@ ALTERATIONS = {
         'data-path="data.request.role"',
         0,
     ),
-    "deny reason": ("denied_id", REASON_0, r"\1within policy", 1),
+    "deny reason": (
+        "denied_id",
+        r'(<li data-path="data\.decision\.reasons\[0\]">)[^<]*',
+        r"\1within policy",
+        1,
+    ),
     "deny reason hidden": (
         "denied_id",
         r'<li (data-path="data\.decision\.reasons\[0\]")',
@@ -451,7 +455,7 @@ ALTERATIONS = {
         1,
     ),
     "outcome": ("denied_id", r'(data-path="data\.decision\.allow">)denied', r"\1allowed", 1),
-    "image": ("request_id", r"<dt>ticket</dt>", '<img alt="approved" src="data:,">\\g<0>', 0),
+    "image": ("request_id", r"<dt>ticket</dt>", r'<img alt="approved" src="data:,">\g<0>', 0),
 }
 
 
