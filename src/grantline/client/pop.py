@@ -32,7 +32,7 @@ MAX_PROOF_CHARS = 8192
 DEFAULT_RSA_ALG = "PS256"
 
 DpopPrivateKey = Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-_VerificationKey = Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+DpopPublicKey = Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
 _CURVES: Mapping[str, tuple[str, ec.EllipticCurve]] = {
     "secp256r1": ("P-256", ec.SECP256R1()),
@@ -86,7 +86,7 @@ def make_dpop_proof(
             a URL that is not absolute http(s), or an ``alg`` that does not fit the key.
     """
     try:
-        jwk = public_jwk(_public_jwk_of(private_key), field="private_key")
+        jwk = public_jwk(public_jwk_of(private_key), field="private_key")
     except InvalidRequestError as exc:  # an RSA key under 2048 bits, say
         raise ValueError(exc.message) from exc
     key_kind = (jwk["kty"], jwk.get("crv", ""))
@@ -197,24 +197,30 @@ def _normalise_escape(match: re.Match[str]) -> str:
     return char if char in _UNRESERVED else match.group().upper()
 
 
-def _public_jwk_of(private_key: DpopPrivateKey) -> dict[str, str]:
-    if isinstance(private_key, Ed25519PrivateKey):
-        raw = private_key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
+def public_jwk_of(key: DpopPrivateKey | DpopPublicKey) -> dict[str, str]:
+    """The public JWK of a key pair (given its private or its public half): what to send as
+    ``public_key`` when asking for a token bound to that key.
+
+    Raises:
+        TypeError: for a key type other than Ed25519, EC P-256/384/521 or RSA.
+    """
+    public = key.public_key() if isinstance(key, DpopPrivateKey) else key
+    if isinstance(public, Ed25519PublicKey):
+        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw)}
-    if isinstance(private_key, ec.EllipticCurvePrivateKey):
-        if private_key.curve.name not in _CURVES:
-            raise TypeError(f"EC curve {private_key.curve.name} is not supported")
-        crv, curve = _CURVES[private_key.curve.name]
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        if public.curve.name not in _CURVES:
+            raise TypeError(f"EC curve {public.curve.name} is not supported")
+        crv, curve = _CURVES[public.curve.name]
         size = (curve.key_size + 7) // 8
-        numbers = private_key.public_key().public_numbers()
+        numbers = public.public_numbers()
         x, y = numbers.x.to_bytes(size, "big"), numbers.y.to_bytes(size, "big")
         return {"kty": "EC", "crv": crv, "x": _b64(x), "y": _b64(y)}
-    if isinstance(private_key, rsa.RSAPrivateKey):
-        public = private_key.public_key().public_numbers()
-        return {"kty": "RSA", "n": _b64(_int_bytes(public.n)), "e": _b64(_int_bytes(public.e))}
-    raise TypeError(f"unsupported private key type {type(private_key).__name__}")
+    if isinstance(public, rsa.RSAPublicKey):
+        rsa_numbers = public.public_numbers()
+        n, e = _int_bytes(rsa_numbers.n), _int_bytes(rsa_numbers.e)
+        return {"kty": "RSA", "n": _b64(n), "e": _b64(e)}
+    raise TypeError(f"unsupported key type {type(key).__name__}")
 
 
 def _bound_thumbprint(claims: Mapping[str, Any]) -> str:
@@ -294,7 +300,7 @@ def _signed_claims(proof: str, jwk: Mapping[str, str], algorithm: str) -> dict[s
     return claims
 
 
-def _verification_key(jwk: Mapping[str, str]) -> _VerificationKey:
+def _verification_key(jwk: Mapping[str, str]) -> DpopPublicKey:
     try:
         if jwk["kty"] == "OKP":
             return Ed25519PublicKey.from_public_bytes(_unb64(jwk["x"]))
