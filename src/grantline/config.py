@@ -15,10 +15,19 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
-from pydantic import Field
+from pydantic import (
+    AliasChoices,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from grantline import settings_rules
 from grantline.broker import Broker, BrokerSettings
+from grantline.broker.activation import PolicyWatch
 from grantline.broker.approvals import Approvals
 from grantline.domain.clock import Clock, SystemClock
 from grantline.domain.errors import ConfigError, IssuanceError
@@ -40,13 +49,20 @@ from grantline.issuers.vault.secret import VaultSecretIssuer
 from grantline.issuers.vault.token import VaultTokenIssuer
 from grantline.issuers.vault.transit import TransitSigner
 from grantline.notify import Notification, Notifier
+from grantline.observe.instruments import (
+    ObservedBroker,
+    TimedLedger,
+    TimedPolicyEngine,
+    timed_issuers,
+)
+from grantline.observe.tracing import Tracing
 from grantline.policy.embedded import EmbeddedRegoEngine
+from grantline.policy.opa import OpaEngine, OpaSettings
 from grantline.reconcile.alerts import Alerts
 from grantline.reconcile.reconciler import Reconciler, ReconcileSettings
 from grantline.store.checkpoints import Checkpoints
 from grantline.store.connection import StoreSettings, check_persistence, connect
 from grantline.store.grants import RedisGrants
-from grantline.store.ledger import Ledger
 from grantline.store.lock import RequestLocks, StoreLock
 from grantline.store.log import RedisLog
 from grantline.store.pickup import PickupBox, PickupStore
@@ -56,7 +72,19 @@ from grantline.store.tree import RedisTree
 log = logging.getLogger(__name__)
 
 
-class Settings(BaseSettings):
+class _FromEnvironment(BaseSettings):
+    """Settings read from ``GRANTLINE_*``: a wrong value is a ConfigError naming the variable."""
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            # Not chained: pydantic's own text quotes the values, and a Redis URL or a
+            # webhook URL may carry a secret into whatever prints the traceback.
+            raise ConfigError(settings_rules.describe(exc)) from None
+
+
+class Settings(_FromEnvironment):
     """Every setting of the broker. Environment variables are ``GRANTLINE_<NAME>``."""
 
     model_config = SettingsConfigDict(env_prefix="GRANTLINE_", extra="ignore")
@@ -120,6 +148,47 @@ class Settings(BaseSettings):
     break_glass_review_seconds: float = Field(
         default=72 * 3600.0, gt=0, description="deadline of a break-glass grant's review"
     )
+    # An OPA server decides instead of the embedded engine when its URL is set.
+    opa_url: str | None = Field(default=None, description="OPA server; else the embedded engine")
+    opa_timeout_seconds: float = Field(default=0.5, gt=0, description="per call to OPA")
+    opa_retries: int = Field(default=2, ge=0, le=5, description="retries on connection errors")
+    opa_token: str | None = Field(default=None, description="bearer token OPA requires, if any")
+    # Observability (docs/observability.md).
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="json: one object a line; auto: text on a terminal, else json"
+    )
+    access_log: bool = Field(default=True, description="uvicorn's access log, as log lines")
+    otel_endpoint: str | None = Field(
+        default=None, description="OTLP collector base URL for traces (needs grantline[otel])"
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
+        ),
+        description="the standard OpenTelemetry variables, which the OTLP exporter reads itself",
+    )
+    # Start-up checks (settings_rules.py): a wrong value stops `serve` naming the variable.
+    allow_dev_issuer_on_network: bool = Field(
+        default=False, description="trust the dev issuer on a non-loopback GRANTLINE_HOST"
+    )
+    embedded_store: bool = Field(
+        default=True, description="with no redis_url, `serve` starts an embedded Valkey"
+    )
+
+    @field_validator(*settings_rules.FIELD_RULES)
+    @classmethod
+    def _field_rule(cls, value: Any, info: ValidationInfo) -> Any:
+        return settings_rules.FIELD_RULES[str(info.field_name)](value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        problems = settings_rules.cross_field_problems(self)
+        if self.trusted_issuers is not None:
+            problems += _trusted_issuers_problems(self.trusted_issuers, self.audience)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @property
     def issuer_url(self) -> str:
@@ -143,6 +212,25 @@ def token_signer(settings: Settings) -> Signer:
     return LocalEd25519Signer.load_or_create(settings.keys_dir / "token-signing.pem")
 
 
+def opa_engine(settings: Settings) -> OpaEngine | None:
+    """The OPA client of ``GRANTLINE_OPA_URL``, or None when no OPA server is configured."""
+    if not settings.opa_url:
+        return None
+    return OpaEngine(
+        OpaSettings(
+            url=settings.opa_url,
+            timeout_seconds=settings.opa_timeout_seconds,
+            retries=settings.opa_retries,
+            token=settings.opa_token,
+        )
+    )
+
+
+def policy_engine(settings: Settings) -> EmbeddedRegoEngine | OpaEngine:
+    """The OPA server when one is configured, else the embedded engine over the policies."""
+    return opa_engine(settings) or EmbeddedRegoEngine(settings.policies)
+
+
 def dev_issuer(settings: Settings) -> DevIssuer:
     return DevIssuer(settings.keys_dir / "dev-issuer.pem", audience=settings.audience)
 
@@ -153,6 +241,29 @@ def trusted_issuers(settings: Settings) -> list[TrustedIssuer]:
     if settings.trusted_issuers is not None:
         issuers += _issuers_from_file(settings.trusted_issuers, settings.audience)
     return issuers
+
+
+def _trusted_issuers_problems(path: Path, audience: str) -> list[str]:
+    """What stops the trusted-issuers file from loading, JWKS files included. JWKS URLs are
+    fetched when first needed (an identity provider that is down must not stop the broker),
+    and must be https: a key fetched in the clear can be swapped on the way."""
+    name = settings_rules.env_name("trusted_issuers")
+    try:
+        for issuer in _issuers_from_file(path, audience):
+            if issuer.jwks_url is None:
+                issuer.keys()
+            elif not _secure_jwks_url(issuer.jwks_url):
+                return [f"{name}: the jwks_url of {issuer.issuer} must be https"]
+    except ConfigError as exc:
+        return [f"{name}: {exc.message}"]
+    return []
+
+
+def _secure_jwks_url(url: str) -> bool:
+    parts = urlsplit(url)
+    loopback = settings_rules.is_loopback(parts.hostname or "")
+    secure = parts.scheme == "https" or (parts.scheme == "http" and loopback)
+    return secure and bool(parts.hostname)
 
 
 def _issuers_from_file(path: Path, audience: str) -> list[TrustedIssuer]:
@@ -186,7 +297,7 @@ class Runtime:
     settings: Settings
     broker: Broker
     verifier: IdentityVerifier
-    policy: EmbeddedRegoEngine
+    policy: EmbeddedRegoEngine | OpaEngine
     grants: RedisGrants
     log_signer: Signer
     token_signer: Signer
@@ -199,6 +310,7 @@ class Runtime:
     checkpoints: Checkpoints
     notifier: Notifier
     policy_archive: PolicyArchiveReader
+    policy_watch: PolicyWatch
     vault: VaultClient | None = None
 
     def jwks(self) -> dict[str, Any]:
@@ -209,8 +321,9 @@ class Runtime:
 
 
 @asynccontextmanager
-async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+async def runtime(settings: Settings, tracing: Tracing | None = None) -> AsyncIterator[Runtime]:
     """Build the broker from settings. The store URL must be set (``serve`` starts Valkey).
+    With ``tracing``, requests make spans of their policy, issuance and log work.
 
     Raises:
         ConfigError: a setting or file is unusable, or the store may evict evidence.
@@ -227,7 +340,12 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
             log.warning("built the Merkle tree of a log written before it existed")
         if vault is not None:
             await _login(vault)
-        yield _assemble(settings, client, vault)
+        built = _assemble(settings, client, vault, tracing)
+        try:
+            yield built
+        finally:
+            if isinstance(built.policy, OpaEngine):
+                built.policy.close()
     finally:
         if vault is not None:
             await vault.close()
@@ -272,9 +390,14 @@ def _signers(settings: Settings, vault: VaultClient | None) -> tuple[Signer, Sig
     )
 
 
-def _assemble(settings: Settings, client: aioredis.Redis, vault: VaultClient | None) -> Runtime:
+def _assemble(
+    settings: Settings,
+    client: aioredis.Redis,
+    vault: VaultClient | None,
+    tracing: Tracing | None = None,
+) -> Runtime:
     records_key, tokens_key = _signers(settings, vault)
-    policy = EmbeddedRegoEngine(settings.policies)
+    policy = policy_engine(settings)
     redis_log, grants = RedisLog(client), RedisGrants(client)
     clock = SystemClock()
     jwt_issuer = JwtIssuer(tokens_key, settings.issuer_url)
@@ -282,11 +405,12 @@ def _assemble(settings: Settings, client: aioredis.Redis, vault: VaultClient | N
     if vault is not None:
         for issuer in (VaultTokenIssuer(vault), VaultPkiIssuer(vault), VaultSecretIssuer(vault)):
             issuers[issuer.credential_type.value] = issuer
+    issuers = timed_issuers(issuers, tracing)
     tree = RedisTree(client)
     archive = PolicyArchive(
         policy.bundle_files, retention_seconds=settings.policy_input_retention_days * 86400
     )
-    ledger = Ledger(redis_log, records_key, tree, archive)
+    ledger = TimedLedger(redis_log, records_key, tree, archive, tracing=tracing)
 
     async def undelivered(notification: Notification, error: str) -> None:
         # Bound late: the broker records it, and the broker needs the notifier first.
@@ -305,11 +429,12 @@ def _assemble(settings: Settings, client: aioredis.Redis, vault: VaultClient | N
         backoff_seconds=settings.webhook_backoff_seconds,
         on_give_up=undelivered,
     )
-    broker = Broker(
+    broker = ObservedBroker(
+        tracing=tracing,
         ledger=ledger,
         grants=grants,
         log=redis_log,
-        policy=policy,
+        policy=TimedPolicyEngine(policy, tracing),
         issuers=issuers,
         introspector=jwt_issuer,
         clock=clock,
@@ -362,11 +487,12 @@ def _assemble(settings: Settings, client: aioredis.Redis, vault: VaultClient | N
         checkpoints=Checkpoints(client, tree, records_key, settings.origin, clock),
         notifier=notifier,
         policy_archive=PolicyArchiveReader(client),
+        policy_watch=PolicyWatch(policy, ledger, grants, clock),
         vault=vault,
     )
 
 
-class ClientSettings(BaseSettings):
+class ClientSettings(_FromEnvironment):
     """Settings of the commands that talk to a broker (``request``, ``audit export``, ...)."""
 
     model_config = SettingsConfigDict(env_prefix="GRANTLINE_", extra="ignore")

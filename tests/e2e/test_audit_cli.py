@@ -122,8 +122,8 @@ def test_two_brokers_on_one_store_keep_one_chain(tmp_path: Path, redis_url: str)
             statuses = [s for r in pool.map(burst, [first, second, first, second]) for s in r]
         assert statuses == [201] * 100
         lines = export(first, tmp_path / "both.jsonl")
-        # requested, evaluated, approved, issued each
-        assert json.loads(lines[-1])["size"] == 400
+        # requested, evaluated, approved, issued each, after each broker's policy_activated
+        assert json.loads(lines[-1])["size"] == 402
         code, output = verify(first, tmp_path / "both.jsonl")
         assert code == 0, output
     finally:
@@ -151,8 +151,8 @@ def test_restart_keeps_the_log_the_keys_and_revocations(tmp_path: Path) -> None:
             still = client.post("/v1/introspect", json={"token": kept["credential"]["token"]})  # type: ignore[index]
             assert still.json()["active"] is True
         lines = export(again, tmp_path / "after-restart.jsonl")
-        # two grants of four records each, and a revocation
-        assert json.loads(lines[-1])["size"] == 9
+        # two grants of four records each, a revocation, and a policy_activated per start
+        assert json.loads(lines[-1])["size"] == 11
         assert verify(again, tmp_path / "after-restart.jsonl")[0] == 0
     finally:
         again.stop()

@@ -48,7 +48,8 @@ def test_a_bundle_of_one_subjects_records_verifies_offline(served: Served, tmp_p
     lines = bundle(served, tmp_path / "alice.bundle", "--subject", ALICE)
     head, entries, end = lines[0], lines[1:-1], lines[-1]
     assert head["selection"] == {"subject": ALICE}
-    assert str(head["checkpoint"]).split("\n")[1] == "20"  # 5 grants of 4 records
+    # The start-up policy_activated record, then 5 grants of 4 records.
+    assert str(head["checkpoint"]).split("\n")[1] == "21"
     assert len(entries) == 8
     assert all(json.loads(str(e["line"]))["request_id"] for e in entries)
     subjects = {

@@ -124,7 +124,7 @@ def records(served: Served) -> list[bytes]:
 
 
 def test_a_checkpoint_note_and_its_proofs_verify_independently(served: Served) -> None:
-    grant(served, 5)  # 20 records
+    grant(served, 5)  # 20 records after the start-up policy_activated record
     vkey = httpx.get(f"{served.url}/.well-known/grantline-log-key").text
     with served.client(AUDITOR) as client:
         early = client.get("/v1/checkpoint")
@@ -132,28 +132,28 @@ def test_a_checkpoint_note_and_its_proofs_verify_independently(served: Served) -
         origin, size, root = open_independently(early.text, vkey)
         assert origin == f"127.0.0.1:{served.url.rsplit(':', 1)[1]}/grantline"
         lines = records(served)
-        assert size == len(lines) == 20
+        assert size == len(lines) == 21
         assert root == independent_root(lines)
 
-        for seq in (1, 7, 20):
-            proof = client.get(f"/v1/records/{seq}/proof", params={"tree_size": 20}).json()
+        for seq in (1, 7, 21):
+            proof = client.get(f"/v1/records/{seq}/proof", params={"tree_size": 21}).json()
             assert proof["leaf_index"] == seq - 1
-            assert proof["tree_size"] == 20
+            assert proof["tree_size"] == 21
             path = [base64.b64decode(h) for h in proof["hashes"]]
-            assert independent_inclusion(lines[seq - 1], seq - 1, 20, path) == root
+            assert independent_inclusion(lines[seq - 1], seq - 1, 21, path) == root
 
         grant(served, 3)
         later = client.get("/v1/checkpoint").text
         _, new_size, new_root = open_independently(later, vkey)
-        assert new_size == 32
+        assert new_size == 33
         assert new_root == independent_root(records(served))
-        proof = client.get("/v1/checkpoints/consistency", params={"from": 20, "to": 32}).json()
-        assert proof["from"] == 20 and proof["to"] == 32
+        proof = client.get("/v1/checkpoints/consistency", params={"from": 21, "to": 33}).json()
+        assert proof["from"] == 21 and proof["to"] == 33
         hashes = [base64.b64decode(h) for h in proof["hashes"]]
-        assert independent_consistency(20, 32, root, new_root, hashes)
-        assert not independent_consistency(20, 32, _h(b"other"), new_root, hashes)
+        assert independent_consistency(21, 33, root, new_root, hashes)
+        assert not independent_consistency(21, 33, _h(b"other"), new_root, hashes)
 
-        assert client.get("/v1/records/33/proof").status_code == 422
+        assert client.get("/v1/records/34/proof").status_code == 422
         assert (
             client.get("/v1/checkpoints/consistency", params={"from": 9, "to": 3}).status_code
             == 422

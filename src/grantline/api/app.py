@@ -5,30 +5,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from grantline import __version__
-from grantline.api import errors, metrics
+from grantline.api import errors, openapi
 from grantline.api.limits import BodySizeLimit
 from grantline.api.routes import audit, operations, policy, public, requests, ui
 from grantline.config import Runtime, Settings, runtime
 from grantline.domain.errors import ConfigError, GrantlineError
+from grantline.observe import tracing as traces
+from grantline.observe.http import RequestContext
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The ASGI app for ``settings`` (read from the environment when not given)."""
+def create_app(
+    settings: Settings | None = None, *, tracing: traces.Tracing | None = None
+) -> FastAPI:
+    """The ASGI app for ``settings`` (read from the environment when not given). ``tracing``
+    stands in for the exporter the settings name (tests give one that keeps spans in memory)."""
     settings = settings or Settings()
+    owned = None if tracing is not None else _tracing(settings)
+    tracing = tracing or owned
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with runtime(settings) as built:
+        async with runtime(settings, tracing) as built:
             app.state.runtime = built
+            # The policy this process decides with is on record before it decides anything.
+            await built.policy_watch.start()
             await built.notifier.start()
             tasks = [asyncio.create_task(_reload_policies(built))]
             if settings.reconcile_seconds > 0:
@@ -43,6 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 for task in tasks:
                     task.cancel()
                 await built.notifier.close()
+                if owned is not None:
+                    owned.shutdown()
 
     app = FastAPI(
         title="Grantline",
@@ -58,20 +67,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(operations.router)
     app.include_router(public.router)
     app.include_router(ui.router)
+    openapi.install(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
-    app.add_middleware(_Metrics)
+    # Outermost: ids, HTTP metrics and the request's span cover everything inside.
+    app.add_middleware(RequestContext, tracing=tracing)
     return app
+
+
+def _tracing(settings: Settings) -> traces.Tracing | None:
+    return traces.from_settings(
+        settings.otel_endpoint, from_environment=settings.otel_exporter_otlp_endpoint is not None
+    )
 
 
 async def _reload_policies(built: Runtime) -> None:
     while True:
         await asyncio.sleep(built.settings.policy_reload_seconds)
         try:
-            if built.policy.reload_if_changed():
+            if await built.policy_watch.check():
                 log.info("policy reloaded: %s", built.policy.digest)
         except ConfigError as exc:
             log.error(  # noqa: TRY400 — the message says it all; no traceback wanted
                 "policy reload failed, keeping the previous policy: %s", exc.message
+            )
+        except GrantlineError as exc:
+            log.error(  # noqa: TRY400
+                "could not record the policy activation, trying again: %s", exc.message
             )
 
 
@@ -113,27 +134,3 @@ async def _renew_vault_token(built: Runtime) -> None:
             log.error("could not renew the broker's Vault token: %s", exc.message)  # noqa: TRY400
         except Exception:
             log.exception("could not renew the broker's Vault token")
-
-
-class _Metrics:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            metrics.observe(scope["method"], route, status, time.perf_counter() - started)

@@ -16,6 +16,7 @@ No credential ever leaves without its durable ``issued`` record.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import Counter
@@ -156,6 +157,19 @@ class Broker:
     def policy(self) -> PolicyEngine:
         return self._policy
 
+    async def decide(self, policy_input: Mapping[str, Any]) -> Decision:
+        """The policy's access decision. An engine that waits on the network (OPA) is asked
+        from a worker thread, so that the event loop keeps serving meanwhile."""
+        if self._policy.blocking:
+            return await asyncio.to_thread(self._policy.evaluate, policy_input)
+        return self._policy.evaluate(policy_input)
+
+    async def decide_approval(self, approval_input: Mapping[str, Any]) -> Decision:
+        """The policy's approval answer, asked as :meth:`decide` asks."""
+        if self._policy.blocking:
+            return await asyncio.to_thread(self._policy.evaluate_approval, approval_input)
+        return self._policy.evaluate_approval(approval_input)
+
     async def request_access(
         self, caller: Identity, request: AccessRequest, principal: Identity | None = None
     ) -> RequestOutcome:
@@ -187,7 +201,7 @@ class Broker:
             actor=delegation.actor if delegation else None,
             chain=delegation.chain if delegation else (),
         )
-        decision = self._policy.evaluate(policy_input)
+        decision = await self.decide(policy_input)
         requested = records.requested(
             request_id, policy_input, now, caller=caller, delegation=delegation
         )

@@ -355,7 +355,7 @@ class Approvals:
         active = await self._grants.active_for(state["subject"], now)
         policy_input["active_grants"] = active_grants_input(active)
         policy_input["now"] = format_time(now)
-        decision = self._broker.policy.evaluate(policy_input)
+        decision = await self._broker.decide(policy_input)
         # Routed as the first decision was, so that an approval block the policy now gets
         # wrong denies rather than issues.
         return route(decision, role=state["role"], break_glass=False)[0]
@@ -555,7 +555,7 @@ class Approvals:
             "approval": _requirement(state).as_dict(),
             "now": format_time(now),
         }
-        return self._broker.policy.evaluate_approval(approval_input)
+        return await self._broker.decide_approval(approval_input)
 
     async def _answer(self, request_id: str) -> dict[str, Any]:
         state = await self._state(request_id)

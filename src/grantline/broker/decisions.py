@@ -14,6 +14,7 @@ from typing import Any
 from grantline.domain.approvals import Requirement
 from grantline.domain.models import Decision
 from grantline.domain.policy_input import json_safe
+from grantline.policy.opa import OPA_PROVENANCE
 
 NO_REQUIRED_GROUP = "the approval policy named none of the required groups"
 
@@ -79,16 +80,24 @@ def decision_evidence(decision: Decision) -> dict[str, Any]:
 
 def approval_evidence(decision: Decision) -> dict[str, Any]:
     """The ``decision`` member of an approval record (given, refused or rejected)."""
-    return {
+    evidence = {
         "allow": decision.allow,
         "reasons": list(decision.reasons),
         "rule": str(decision.extra.get("rule", "")),
         "policy_digest": decision.policy_digest,
         "input_digest": decision.input_digest,
     }
+    if OPA_PROVENANCE in decision.extra:
+        evidence[OPA_PROVENANCE] = json_safe(decision.extra[OPA_PROVENANCE])
+    return evidence
+
+
+# What names the policy, the input and the engine's own call rather than the answer.
+_PROVENANCE = frozenset({"policy_digest", "input_digest", OPA_PROVENANCE})
 
 
 def outcome_of(evidence: Mapping[str, Any]) -> dict[str, Any]:
-    """What a replay compares of a recorded decision: everything but the digests, which name
-    the bundle and input rather than the answer."""
-    return {k: v for k, v in evidence.items() if k not in {"policy_digest", "input_digest"}}
+    """What a replay compares of a recorded decision: everything but the digests and OPA's
+    provenance (its decision id differs on every call), which name the bundle, the input and
+    the call rather than the answer."""
+    return {k: v for k, v in evidence.items() if k not in _PROVENANCE}

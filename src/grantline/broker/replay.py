@@ -105,7 +105,7 @@ def replay(
 ) -> Replayed:
     """``recorded`` decided again by ``engine`` on ``policy_input``, the input it names."""
     if recorded.approval:
-        evidence = _approval_again(
+        evidence = approval_again(
             engine, policy_input, counted=recorded.event == Event.APPROVAL_GIVEN
         )
         asked = _mapping(policy_input.get("request"))
@@ -150,7 +150,7 @@ def _access_again(engine: PolicyEngine, policy_input: Mapping[str, Any]) -> dict
     return decision_evidence(routed)
 
 
-def _approval_again(
+def approval_again(
     engine: PolicyEngine, approval_input: Mapping[str, Any], *, counted: bool
 ) -> dict[str, Any]:
     """The approval answer as recorded; with ``counted``, as an ``approval_given`` records

@@ -5,16 +5,21 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
+from grantline import settings_rules
 from grantline.cli import exit_codes
 from grantline.config import Settings, dev_issuer, log_signer, token_signer
 from grantline.domain.errors import ConfigError
 from grantline.issuers.vault.devserver import DevOpenBao, bao_binary, prepare_for_grantline
+from grantline.observe import logs
 from grantline.store.valkey import EmbeddedValkey
+
+log = logging.getLogger(__name__)
 
 
 def register(commands: Any) -> None:
@@ -37,16 +42,17 @@ def run(args: argparse.Namespace) -> int:
         )
         if value is not None
     }
-    settings = Settings(**overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    settings = Settings(**overrides)  # raises ConfigError naming a wrong setting
+    problems = settings_rules.serving_problems(settings)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    logs.configure(_log_format(settings), settings.log_level)
     _prepare_keys(settings)
     valkey = None
     if not settings.redis_url:
         valkey = EmbeddedValkey(settings.home.resolve() / "valkey")
         settings = settings.model_copy(update={"redis_url": valkey.start()})
-        print(f"grantline: embedded Valkey started under {valkey.directory}", flush=True)
+        log.info("embedded Valkey started under %s", valkey.directory)
     bao = None
     try:
         if not settings.vault_addr and settings.vault_dev and bao_binary() is not None:
@@ -69,12 +75,17 @@ def _start_dev_openbao(settings: Settings) -> tuple[DevOpenBao, Settings]:
     except Exception as exc:
         bao.stop()
         raise ConfigError(f"the local OpenBao dev server could not be prepared: {exc}") from exc
-    print(
-        f"grantline: local OpenBao dev server at {addr} (in memory: its credentials end with "
-        "it; set GRANTLINE_VAULT_ADDR for a real one, GRANTLINE_VAULT_DEV=false for none)",
-        flush=True,
+    log.info(
+        "local OpenBao dev server at %s (in memory: its credentials end with it; set "
+        "GRANTLINE_VAULT_ADDR for a real one, GRANTLINE_VAULT_DEV=false for none)",
+        addr,
     )
     return bao, settings.model_copy(update={"vault_addr": addr, "vault_token": broker_token})
+
+
+def _log_format(settings: Settings) -> logs.Format:
+    # Decided here, where stderr is the terminal or not, and handed to the workers as is.
+    return logs.resolve_format(settings.log_format, sys.stderr)
 
 
 def _prepare_keys(settings: Settings) -> None:
@@ -86,12 +97,14 @@ def _prepare_keys(settings: Settings) -> None:
 
 
 def _serve(settings: Settings) -> None:
-    print(f"grantline: serving on {settings.issuer_url}", flush=True)
+    log.info("serving on %s", settings.issuer_url)
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
-        "access_log": False,
+        "access_log": settings.access_log,
+        # The same handler, formatter, ids and redaction, in every worker.
+        "log_config": logs.logging_config(_log_format(settings), settings.log_level),
         "timeout_keep_alive": 5,
         "server_header": False,
     }

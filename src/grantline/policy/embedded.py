@@ -68,6 +68,9 @@ class EmbeddedRegoEngine:
     ``extra`` holds ``{"engine_error": true}``.
     """
 
+    # Evaluates in this process, in microseconds: callers stay on their event loop.
+    blocking = False
+
     def __init__(self, policy_dir: Path, *, unsafe_accept_allow_all: bool = False) -> None:
         """Load and compile ``policy_dir``. Raises :class:`ConfigError` when it is unusable."""
         self._dir = policy_dir

@@ -32,6 +32,12 @@ class PolicyEngine(Protocol):
     """Decides access requests. A deny is a value; only a broken engine makes ``ready`` false."""
 
     @property
+    def blocking(self) -> bool:
+        """Whether evaluating waits on the network (an OPA server): callers on an event loop
+        then evaluate in a worker thread."""
+        ...
+
+    @property
     def digest(self) -> str:
         """``sha256:<hex>`` of the policy bundle that decides."""
         ...

@@ -115,6 +115,7 @@ class PolicyArchive:
         self._files_of = files_of
         self._ttl_ms = max(0, retention_seconds) * 1000
         self._kept: set[str] = set()
+        self._unheld: set[str] = set()
 
     def complete(self, inputs: Sequence[KeptInput]) -> Keeping:
         bundles: dict[str, KeptBundle] = {}
@@ -125,7 +126,10 @@ class PolicyArchive:
                 continue
             files = self._files_of(digest)
             if files is None:
-                log.warning("policy bundle %s is no longer held; decisions name it unkept", digest)
+                # Once per digest: an OPA server's bundles are never held here at all.
+                if digest not in self._unheld:
+                    self._unheld.add(digest)
+                    log.warning("policy bundle %s is not held; decisions name it unkept", digest)
                 continue
             bundles[digest] = KeptBundle(digest, pack_files(files))
         completed = [KeptInput(k.digest, k.value, k.policy_digest, self._ttl_ms) for k in inputs]

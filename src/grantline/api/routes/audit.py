@@ -9,26 +9,60 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from grantline.api import audit_responses as bodies
 from grantline.api.auth import caller, runtime_of
+from grantline.api.openapi import errors
 from grantline.broker.selection import Selection
 from grantline.domain.errors import InvalidRequestError
 from grantline.domain.models import Identity, format_time, parse_time
 from grantline.store.tree import RedisTree
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", tags=["audit"])
 Caller = Annotated[Identity, Depends(caller)]
 NDJSON = "application/x-ndjson"
 
+_AUDITORS_ONLY = errors(401, 403, 422, 503)
+_NEXT_AFTER = {
+    "X-Next-After": {
+        "description": "the last seq looked at: pass it as `after` to go on",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+# 1 to 500 record numbers, each without sign, zero or spaces, so that the list parses exactly.
+_SEQS = r"^[1-9][0-9]{0,15}(,[1-9][0-9]{0,15}){0,499}$"
+_RFC3339: dict[str, Any] = {"format": "date-time", "description": "RFC 3339, with a zone"}
+_RECORD_LINES = "The exact signed lines, one record a line (with `Accept: application/x-ndjson`)."
 
-@router.get("/records")
+
+@router.get(
+    "/records",
+    operation_id="listRecords",
+    summary="Page through the log",
+    response_model=None,
+    responses={
+        200: {
+            "model": bodies.RecordsPage,
+            "description": "Records, oldest first, as JSON or as the signed lines.",
+            "headers": _NEXT_AFTER,
+            "content": {
+                NDJSON: {
+                    "schema": {"type": "string", "description": _RECORD_LINES},
+                    "example": '{"at":"2026-11-24T02:52:14.809Z",...,"sig":"AHDa..."}\n',
+                }
+            },
+        },
+        **_AUDITORS_ONLY,
+    },
+)
 async def records(
     request: Request,
     identity: Caller,
     *,
     after: Annotated[int, Query(ge=0, le=2**53)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-    since: Annotated[str | None, Query(max_length=40)] = None,
-    until: Annotated[str | None, Query(max_length=40)] = None,
+    since: Annotated[str | None, Query(max_length=40, json_schema_extra=_RFC3339)] = None,
+    until: Annotated[str | None, Query(max_length=40, json_schema_extra=_RFC3339)] = None,
     request_id: Annotated[str | None, Query(max_length=128)] = None,
     event: Annotated[str | None, Query(max_length=64)] = None,
     subject: Annotated[str | None, Query(max_length=512)] = None,
@@ -52,11 +86,32 @@ async def records(
         body = b"".join(line + b"\n" for _, line in rows)
         return Response(body, media_type=NDJSON, headers={"X-Next-After": str(next_after)})
     return JSONResponse(
-        {"records": [json.loads(line) for _, line in rows], "next_after": next_after}
+        {"records": [json.loads(line) for _, line in rows], "next_after": next_after},
+        headers={"X-Next-After": str(next_after)},
     )
 
 
-@router.get("/checkpoint")
+_NOTE = (
+    "127.0.0.1:8080/grantline\n15\neE9TSaxbdsuDRBtqjrkygpNF13YFJyj3fKUgbKfxiaU=\n\n"
+    "\u2014 127.0.0.1:8080/grantline 7g1ObkvcgzjQDCMR60/E+sfDDM1eNnzK0z4Rw2zkjem...\n"
+)
+
+
+@router.get(
+    "/checkpoint",
+    operation_id="getCheckpoint",
+    summary="The log's newest signed checkpoint",
+    response_model=None,
+    responses={
+        200: {
+            "model": bodies.CheckpointLine,
+            "description": "A C2SP checkpoint note (`text/plain`), or with `format=json` the "
+            "JSON checkpoint line.",
+            "content": {"text/plain": {"schema": {"type": "string"}, "example": _NOTE}},
+        },
+        **_AUDITORS_ONLY,
+    },
+)
 async def checkpoint(
     request: Request,
     identity: Caller,
@@ -71,7 +126,13 @@ async def checkpoint(
     return PlainTextResponse(await runtime.checkpoints.note())
 
 
-@router.get("/records/{seq}/proof")
+@router.get(
+    "/records/{seq}/proof",
+    operation_id="inclusionProof",
+    summary="Inclusion proof of one record",
+    response_model=None,
+    responses={200: {"model": bodies.InclusionProof}, **_AUDITORS_ONLY},
+)
 async def inclusion(
     request: Request,
     identity: Caller,
@@ -93,7 +154,13 @@ async def inclusion(
     }
 
 
-@router.get("/checkpoints/consistency")
+@router.get(
+    "/checkpoints/consistency",
+    operation_id="consistencyProof",
+    summary="Consistency proof between two tree sizes",
+    response_model=None,
+    responses={200: {"model": bodies.ConsistencyProof}, **_AUDITORS_ONLY},
+)
 async def consistency(
     request: Request,
     identity: Caller,
@@ -120,21 +187,26 @@ async def _size_at_most(tree: RedisTree, wanted: int | None) -> int:
     return wanted
 
 
-@router.get("/records/proofs")
+@router.get(
+    "/records/proofs",
+    operation_id="inclusionProofs",
+    summary="Inclusion proofs of many records",
+    response_model=None,
+    responses={200: {"model": bodies.InclusionProofs}, **_AUDITORS_ONLY},
+)
 async def inclusions(
     request: Request,
     identity: Caller,
     tree_size: Annotated[int, Query(ge=1, le=2**53)],
-    seqs: Annotated[str, Query(max_length=20_000, description="comma-separated, at most 500")],
+    seqs: Annotated[
+        str, Query(pattern=_SEQS, description="record numbers, comma-separated, at most 500")
+    ],
 ) -> dict[str, Any]:
     """Inclusion proofs of many records in the tree of ``tree_size`` records, for bundles."""
     runtime = runtime_of(request)
     runtime.broker.require_auditor(identity, "read proofs")
-    try:
-        wanted = [int(part) for part in seqs.split(",") if part]
-    except ValueError as exc:
-        raise InvalidRequestError("seqs: a comma-separated list of record numbers") from exc
-    if not 0 < len(wanted) <= 500 or not all(1 <= seq <= tree_size for seq in wanted):
+    wanted = [int(part) for part in seqs.split(",")]
+    if not all(1 <= seq <= tree_size for seq in wanted):
         raise InvalidRequestError(f"seqs: 1 to 500 record numbers, each within 1..{tree_size}")
     await _size_at_most(runtime.tree, tree_size)
     paths = await runtime.tree.inclusions([seq - 1 for seq in wanted], tree_size)

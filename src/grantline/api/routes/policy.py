@@ -6,16 +6,24 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 
+from grantline.api import audit_responses as bodies
 from grantline.api.auth import caller, runtime_of
+from grantline.api.openapi import errors
 from grantline.api.schemas import DIGEST_PATTERN, PolicyInputsBody
 from grantline.domain.errors import IntegrityError, NotFoundError
 from grantline.domain.models import Identity
 
-router = APIRouter(prefix="/v1/policy")
+router = APIRouter(prefix="/v1/policy", tags=["policy evidence"])
 Caller = Annotated[Identity, Depends(caller)]
 
 
-@router.get("/bundles/{digest}")
+@router.get(
+    "/bundles/{digest}",
+    operation_id="policyBundle",
+    summary="A kept policy bundle",
+    response_model=None,
+    responses={200: {"model": bodies.PolicyBundle}, **errors(401, 403, 404, 422, 500, 503)},
+)
 async def bundle(
     request: Request,
     identity: Caller,
@@ -35,7 +43,13 @@ async def bundle(
     return {"digest": digest, "files": text}
 
 
-@router.post("/inputs")
+@router.post(
+    "/inputs",
+    operation_id="policyInputs",
+    summary="Kept decision inputs, by digest",
+    response_model=None,
+    responses={200: {"model": bodies.PolicyInputs}, **errors(400, 401, 403, 413, 422, 503)},
+)
 async def inputs(request: Request, identity: Caller, body: PolicyInputsBody) -> dict[str, Any]:
     """The canonical inputs of recorded decisions, by input digest, as exact JSON text;
     ``missing`` lists those no longer kept (past the retention) or never kept, ``unreadable``

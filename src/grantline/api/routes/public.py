@@ -8,21 +8,42 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from grantline.api import responses as bodies
 from grantline.api.auth import runtime_of
 from grantline.api.metrics import render_metrics
 from grantline.broker.access import BREAK_GLASS_GRANTS
 from grantline.notify import render_metrics as render_webhooks
+from grantline.observe.metrics import render_broker_metrics
 from grantline.reconcile.alerts import render_metrics as render_findings
 
-router = APIRouter()
+router = APIRouter(tags=["public"])
+
+_LOG_KEY = "127.0.0.1:8080/grantline+ee0d4e6e+AUBbqh6iRWLP6NreIWAiSUmq21FX44CDkz9kQP/Vu2wK\n"
+_METRICS = (
+    "# HELP grantline_break_glass_grants_total Break-glass grants issued, by role.\n"
+    "# TYPE grantline_break_glass_grants_total counter\n"
+    'grantline_break_glass_grants_total{role="db-admin"} 1\n'
+)
 
 
-@router.get("/.well-known/jwks.json")
+@router.get(
+    "/.well-known/jwks.json",
+    operation_id="jwks",
+    summary="Public keys (JWKS)",
+    response_model=None,
+    responses={200: {"model": bodies.Jwks}},
+)
 async def jwks(request: Request) -> JSONResponse:
     return JSONResponse(runtime_of(request).jwks(), headers={"Cache-Control": "max-age=300"})
 
 
-@router.get("/.well-known/openid-configuration")
+@router.get(
+    "/.well-known/openid-configuration",
+    operation_id="discovery",
+    summary="Discovery document",
+    response_model=None,
+    responses={200: {"model": bodies.Discovery}},
+)
 async def discovery(request: Request) -> dict[str, Any]:
     issuer = runtime_of(request).settings.issuer_url
     return {
@@ -34,18 +55,39 @@ async def discovery(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/.well-known/grantline-log-key")
+@router.get(
+    "/.well-known/grantline-log-key",
+    operation_id="logKey",
+    summary="The log key as a C2SP verifier key",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"example": _LOG_KEY}}}},
+)
 async def log_key(request: Request) -> PlainTextResponse:
     """The log key as a C2SP verifier key, to check checkpoint notes with."""
     return PlainTextResponse(runtime_of(request).checkpoints.verifier_key().encode() + "\n")
 
 
-@router.get("/healthz")
+@router.get(
+    "/healthz",
+    operation_id="healthz",
+    summary="Liveness",
+    response_model=None,
+    responses={200: {"model": bodies.Health}},
+)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    operation_id="readyz",
+    summary="Readiness",
+    response_model=None,
+    responses={
+        200: {"model": bodies.Readiness},
+        503: {"model": bodies.Readiness, "description": "Not ready: a check failed."},
+    },
+)
 async def readyz(request: Request) -> JSONResponse:
     """Ready only when the store answers, the signing keys work and a policy is loaded."""
     runtime = runtime_of(request)
@@ -80,10 +122,31 @@ async def _signer_works(request: Request) -> bool:
     return True
 
 
-@router.get("/metrics")
-async def metrics() -> PlainTextResponse:
-    text = render_metrics() + render_findings() + render_webhooks() + _break_glass_metrics()
-    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+class PrometheusText(PlainTextResponse):
+    media_type = "text/plain; version=0.0.4"
+
+
+@router.get(
+    "/metrics",
+    operation_id="metrics",
+    summary="Prometheus metrics",
+    response_class=PrometheusText,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format.",
+            "content": {PrometheusText.media_type: {"example": _METRICS}},
+        }
+    },
+)
+async def metrics() -> PrometheusText:
+    text = (
+        render_metrics()
+        + render_broker_metrics()
+        + render_findings()
+        + render_webhooks()
+        + _break_glass_metrics()
+    )
+    return PrometheusText(text)
 
 
 def _break_glass_metrics() -> str:

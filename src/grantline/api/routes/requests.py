@@ -3,27 +3,98 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
+from grantline.api import responses as bodies
+from grantline.api.audit_responses import Lineage
 from grantline.api.auth import caller, runtime_of
 from grantline.api.errors import error_body
+from grantline.api.openapi import NO_STORE, errors
 from grantline.api.schemas import AccessRequestBody, IntrospectBody, ReasonBody
 from grantline.config import Runtime
 from grantline.domain.errors import AuthenticationError, InvalidRequestError
 from grantline.domain.jwk import public_jwk, thumbprint
 from grantline.domain.models import AccessRequest, Identity, Status, Ttl
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", tags=["access requests"])
 Caller = Annotated[Identity, Depends(caller)]
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
+# OpenAPI links: where a request id from an answer can be used next.
+_BY_ID = {"request_id": "$response.body#/request_id"}
+_ISSUED_LINKS = {
+    "describe": {"operationId": "describeAccessRequest", "parameters": _BY_ID},
+    "lineage": {"operationId": "accessRequestLineage", "parameters": _BY_ID},
+    "revoke": {"operationId": "revokeAccessRequest", "parameters": _BY_ID},
+}
+_DENIED_LINKS = {
+    "describe": {"operationId": "describeAccessRequest", "parameters": _BY_ID},
+    "lineage": {"operationId": "accessRequestLineage", "parameters": _BY_ID},
+}
+_PENDING_LINKS = {
+    "describe": {"operationId": "describeAccessRequest", "parameters": _BY_ID},
+    "approve": {"operationId": "approveAccessRequest", "parameters": _BY_ID},
+    "reject": {"operationId": "rejectAccessRequest", "parameters": _BY_ID},
+    "collect": {"operationId": "collectCredential", "parameters": _BY_ID},
+}
+_WITH_BODY = (400, 401, 404, 413, 422, 503)
+# What a call that issues a credential may answer 503 with, besides the store.
+_ISSUING = (
+    "signer_unavailable",
+    "issuer_unavailable",
+    "vault_unavailable",
+    "vault_sealed",
+    "vault_timeout",
+    "vault_forbidden",
+    "vault_rejected",
+    "issuer_misconfigured",
+)
+# A request id is any string: nothing to refuse with 422 before the lookup.
+_BY_ID_ONLY = (401, 404, 503)
 
-@router.post("/access-requests", status_code=201)
+
+@router.post(
+    "/access-requests",
+    status_code=201,
+    operation_id="requestAccess",
+    summary="Ask for access",
+    response_model=None,
+    responses={
+        201: {
+            "model": bodies.Issued,
+            "description": "Issued: the credential is in the body, and only there.",
+            "headers": NO_STORE,
+            "links": _ISSUED_LINKS,
+        },
+        202: {
+            "model": bodies.Pending,
+            "description": "Pending approval: approvers are notified; collect the credential "
+            "once they agree.",
+            "links": _PENDING_LINKS,
+        },
+        403: {
+            "model": bodies.Denied,
+            "description": "Denied by policy, with its reasons. The denial is recorded.",
+            "links": _DENIED_LINKS,
+        },
+        **errors(
+            400,
+            401,
+            413,
+            422,
+            503,
+            codes={
+                422: ("credential_type_unavailable", "invalid_subject_token"),
+                503: ("policy_unavailable", *_ISSUING),
+            },
+        ),
+    },
+)
 async def create(body: AccessRequestBody, request: Request, identity: Caller) -> JSONResponse:
     """Ask for access: 201 issued, 202 pending approval, 403 denied (recorded too)."""
     built = runtime_of(request)
@@ -77,62 +148,166 @@ def _principal(built: Runtime, body: AccessRequestBody) -> Identity | None:
     return principal
 
 
-@router.get("/access-requests")
-async def listing(request: Request, identity: Caller, status: str = "") -> dict[str, Any]:
-    """The pending requests the caller may approve (``?status=pending_approval``)."""
-    if status != Status.PENDING_APPROVAL.value:
-        raise InvalidRequestError("status: only status=pending_approval can be listed")
+@router.get(
+    "/access-requests",
+    operation_id="listPendingRequests",
+    summary="List the requests the caller may approve",
+    response_model=None,
+    responses={200: {"model": bodies.PendingList}, **errors(401, 422, 503)},
+)
+async def listing(
+    request: Request,
+    identity: Caller,
+    status: Annotated[
+        Literal["pending_approval"], Query(description="only pending requests can be listed")
+    ],
+) -> dict[str, Any]:
+    """The pending requests the caller may approve now."""
     return {"requests": await runtime_of(request).approvals.pending_for(identity)}
 
 
-@router.post("/access-requests/{request_id}/approve")
+_DECIDED = {
+    "model": bodies.RequestSummary,
+    "description": "The request as it now stands; `approval` while it still waits.",
+}
+_APPROVAL_CODES = {403: ("approval_refused",), 409: ("already_approved", "not_pending")}
+_APPROVAL_ANSWERS = {200: _DECIDED, **errors(403, 409, *_WITH_BODY, codes=_APPROVAL_CODES)}
+# The approval that completes the quorum issues the credential.
+_APPROVE_ANSWERS = {
+    200: _DECIDED,
+    **errors(403, 409, *_WITH_BODY, codes={**_APPROVAL_CODES, 503: _ISSUING}),
+}
+
+
+@router.post(
+    "/access-requests/{request_id}/approve",
+    operation_id="approveAccessRequest",
+    summary="Approve a pending request",
+    response_model=None,
+    responses=_APPROVE_ANSWERS,
+)
 async def approve(
     request_id: str, body: ReasonBody, request: Request, identity: Caller
 ) -> dict[str, Any]:
+    """Approve: when the quorum is met, the policy decides again and the credential is issued
+    for the requester to collect."""
     return await runtime_of(request).approvals.approve(identity, request_id, body.reason)
 
 
-@router.post("/access-requests/{request_id}/reject")
+@router.post(
+    "/access-requests/{request_id}/reject",
+    operation_id="rejectAccessRequest",
+    summary="Reject a pending request",
+    response_model=None,
+    responses=_APPROVAL_ANSWERS,
+)
 async def reject(
     request_id: str, body: ReasonBody, request: Request, identity: Caller
 ) -> dict[str, Any]:
+    """Reject: the request ends."""
     return await runtime_of(request).approvals.reject(identity, request_id, body.reason)
 
 
-@router.get("/access-requests/{request_id}/credential")
+@router.get(
+    "/access-requests/{request_id}/credential",
+    operation_id="collectCredential",
+    summary="Collect an approved credential (once)",
+    response_model=None,
+    responses={
+        200: {"model": bodies.Collected, "headers": NO_STORE},
+        **errors(409, 410, 500, *_BY_ID_ONLY, codes={409: ("not_approved_yet",)}),
+    },
+)
 async def collect(request_id: str, request: Request, identity: Caller) -> JSONResponse:
-    """The approved credential, once: 410 afterwards."""
+    """The requester collects an approved credential, once: 410 afterwards."""
     collected = await runtime_of(request).approvals.collect(identity, request_id)
     return JSONResponse(collected, headers=_NO_STORE)
 
 
-@router.post("/access-requests/{request_id}/review")
+@router.post(
+    "/access-requests/{request_id}/review",
+    operation_id="reviewBreakGlass",
+    summary="Review a break-glass grant",
+    response_model=None,
+    responses={200: _DECIDED, **errors(403, 409, *_WITH_BODY)},
+)
 async def review(
     request_id: str, body: ReasonBody, request: Request, identity: Caller
 ) -> dict[str, Any]:
-    """The post-incident review of a break-glass grant."""
+    """The post-incident review of a break-glass grant (group `reviewers`)."""
     return await runtime_of(request).approvals.review(identity, request_id, body.reason)
 
 
-@router.get("/access-requests/{request_id}")
+@router.get(
+    "/access-requests/{request_id}",
+    operation_id="describeAccessRequest",
+    summary="Read a request's status and summary",
+    response_model=None,
+    responses={200: {"model": bodies.RequestSummary}, **errors(*_BY_ID_ONLY)},
+)
 async def describe(request_id: str, request: Request, identity: Caller) -> dict[str, Any]:
+    """Status and summary, never the credential: for whom it is for, the agent that asked,
+    approvers while it is pending, and auditors."""
     return await runtime_of(request).broker.describe(identity, request_id)
 
 
-@router.get("/access-requests/{request_id}/lineage")
+@router.get(
+    "/access-requests/{request_id}/lineage",
+    operation_id="accessRequestLineage",
+    summary="Read every record of a request",
+    response_model=None,
+    responses={200: {"model": Lineage}, **errors(*_BY_ID_ONLY)},
+)
 async def lineage(request_id: str, request: Request, identity: Caller) -> dict[str, Any]:
+    """Every record of the request, in log order, each as signed."""
     lines = await runtime_of(request).broker.lineage(identity, request_id)
     return {"request_id": request_id, "records": [json.loads(line) for line in lines]}
 
 
-@router.post("/access-requests/{request_id}/revoke")
+@router.post(
+    "/access-requests/{request_id}/revoke",
+    operation_id="revokeAccessRequest",
+    summary="Revoke a grant",
+    response_model=None,
+    responses={
+        200: {"model": bodies.Revocation},
+        **errors(409, *_WITH_BODY, codes={503: ("revocation_pending",)}),
+    },
+)
 async def revoke(
     request_id: str, body: ReasonBody, request: Request, identity: Caller
 ) -> dict[str, Any]:
+    """Revoke at the source, and record who did it and why. When the issuer fails (503
+    `revocation_pending`) the grant stays in force and the reconciler retries."""
     return await runtime_of(request).broker.revoke(identity, request_id, body.reason)
 
 
-@router.post("/introspect")
+_TOKEN_FORM = {
+    "type": "object",
+    "properties": {"token": {"type": "string", "minLength": 1}},
+    "required": ["token"],
+}
+
+
+@router.post(
+    "/introspect",
+    operation_id="introspectToken",
+    summary="Introspect an issued token (RFC 7662)",
+    response_model=None,
+    responses={
+        200: {"model": bodies.Introspection, "headers": NO_STORE},
+        **errors(400, 401, 413, 422, 503),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": IntrospectBody.model_json_schema()},
+                "application/x-www-form-urlencoded": {"schema": _TOKEN_FORM},
+            },
+        }
+    },
+)
 async def introspect(request: Request, identity: Caller) -> JSONResponse:
     """RFC 7662. Takes JSON ``{"token": ...}`` or the RFC's form encoding."""
     token = await _token_from(request)

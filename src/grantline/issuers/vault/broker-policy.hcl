@@ -6,7 +6,8 @@
 # Leased secrets and certificates are then read or issued with that grant token, so the
 # broker itself needs no read access to any secret path.
 
-# Mint one orphan grant token per grant, through the token role only.
+# Mint one orphan grant token per grant, through the token role only ("grantline", the
+# default of GRANTLINE_VAULT_TOKEN_ROLE; change it here with that setting).
 path "auth/token/create/grantline" {
   capabilities = ["update"]
 }
@@ -27,7 +28,8 @@ path "auth/token/revoke-accessor" {
   capabilities = ["update"]
 }
 
-# The reconciler lists token accessors to find grant tokens the log does not know.
+# The reconciler lists token accessors to find grant tokens the log does not know. Vault and
+# OpenBao protect this listing with "sudo": it is the one path here that has it.
 path "auth/token/accessors" {
   capabilities = ["list", "sudo"]
 }
@@ -40,17 +42,18 @@ path "sys/leases/revoke" {
   capabilities = ["update"]
 }
 
-# Certificate revocation (puts the serial on the CRL) and status for x509 grants. Repeat for
-# every PKI mount a role names in vault.pki_mount.
+# Certificate revocation (puts the serial on the CRL) for x509 grants. Repeat for every PKI
+# mount a role names in vault.pki_mount. The reconciler also reads pki/cert/<serial>, which
+# the PKI engine serves to anyone (certificates are public), so it needs no rule here.
 path "pki/revoke" {
   capabilities = ["update"]
 }
-path "pki/cert/*" {
-  capabilities = ["read"]
-}
 
 # Only with GRANTLINE_SIGNER=transit: sign records and JWTs with keys that never leave Vault,
-# and read their public keys (every version, so older records keep verifying).
+# and read their public keys (every version, so older records keep verifying). The broker's
+# keys are named grantline-* (GRANTLINE_TRANSIT_LOG_KEY, GRANTLINE_TRANSIT_TOKEN_KEY, mount
+# GRANTLINE_VAULT_TRANSIT_MOUNT), so a key can be renamed without a policy change and a key
+# of the wrong type is refused by name at start-up. No export, rotation or deletion.
 path "transit/sign/grantline-*" {
   capabilities = ["update"]
 }
