@@ -36,6 +36,8 @@ bench: $(STAMP)  ## benchmarks: the broker beside its baselines, in one run (nee
 	$(BIN)/python bench/bench_approvals.py
 	$(BIN)/python bench/bench_verify.py
 	$(BIN)/python bench/bench_export.py
+	$(BIN)/python bench/bench_observability.py
+	$(BIN)/python bench/summary.py
 
 clean:
 	rm -rf $(VENV) .grantline .pytest_cache .mypy_cache .ruff_cache

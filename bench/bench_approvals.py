@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 from bench_grants import free_port, start_broker  # run as a script: bench/ is on the path
+from results_file import record
 
 from grantline.config import Settings, dev_issuer
 
@@ -115,6 +116,18 @@ def main() -> int:
 
 def report(samples: dict[str, list[float]], rounds: int) -> None:
     base = statistics.median(samples["direct grant (baseline)"])
+    record(
+        "approvals",
+        {
+            "rounds": rounds,
+            "direct_p50_ms": base,
+            "quorum_p50_ms": statistics.median(samples["approve, quorum met -> issued"]),
+            "steps": {
+                name: {"p50_ms": statistics.median(v), "p99_ms": percentile(v, 0.99)}
+                for name, v in samples.items()
+            },
+        },
+    )
     print(f"1 broker worker, sequential calls, {rounds} rounds")
     print(f"{'step':34} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'p50/base':>9}")
     for name, values in samples.items():

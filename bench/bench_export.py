@@ -24,6 +24,7 @@ from pathlib import Path
 import redis
 from bench_grants import free_port, start_broker  # run as a script: bench/ is on the path
 from bench_verify import flows
+from results_file import record
 
 from grantline.config import Settings, dev_issuer, log_signer
 from grantline.store import keys
@@ -120,6 +121,16 @@ def main() -> int:
         f"{args.records / exported:11,.0f}"
     )
     print(f"export / raw read throughput ratio: {raw / exported:.2f}")
+    record(
+        "export",
+        {
+            "records": args.records,
+            "raw_read_rps": args.records / raw,
+            "export_rps": args.records / exported,
+            "export_seconds": exported,
+            "ratio": raw / exported,
+        },
+    )
     return 0
 
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from results_file import record
+
 from grantline.policy import EmbeddedRegoEngine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,6 +169,18 @@ def main() -> None:
     print("-" * 64)
     for size, cells in rows:
         print(f"{size:>9} | " + " | ".join(f"{p50:6.0f} / {p99:6.0f}" for p50, p99 in cells))
+    record(
+        "policy",
+        {
+            "rounds": rounds,
+            **{
+                f"{kind}_{stat}_us_{size}": value
+                for size, cells in rows
+                for kind, (p50, p99) in zip(("trivial", "allow", "deny"), cells, strict=True)
+                for stat, value in (("p50", p50), ("p99", p99))
+            },
+        },
+    )
     worst = max(cells[1][0] for _, cells in rows)
     verdict = "meets" if worst < TARGET_US else "misses"
     print(f"worst shipped allow p50: {worst:.0f} us, which {verdict} the {TARGET_US:.0f} us target")

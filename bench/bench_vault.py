@@ -35,6 +35,7 @@ import httpx
 import hvac
 import requests
 from bench_grants import free_port, start_broker  # run as a script: bench/ is on the path
+from results_file import record
 
 from grantline.config import Settings, dev_issuer
 from grantline.issuers.vault.devserver import DevOpenBao, prepare_for_grantline
@@ -210,6 +211,17 @@ def report(direct: Result, broker: Result, args: argparse.Namespace) -> None:
             f"{row.percentile(99):>10.2f}{row.failed:>10d}"
         )
     ratio = broker.rps / direct.rps if direct.rps else float("nan")
+    record(
+        "vault",
+        {
+            "connections": args.connections,
+            "direct_rps": direct.rps,
+            "broker_rps": broker.rps,
+            "direct_p99_ms": direct.percentile(99),
+            "broker_p99_ms": broker.percentile(99),
+            "ratio": ratio,
+        },
+    )
     verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
     print(f"broker/direct throughput ratio: {ratio:.2f} (target {TARGET_RATIO:.2f}: {verdict})")
     for name, row in rows:

@@ -23,6 +23,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from results_file import record
+
 from grantline.evidence.chain import ChainHead, seal_next
 from grantline.evidence.checkpoint import make_checkpoint
 from grantline.evidence.merkle import frontier_append, frontier_root, leaf_hash
@@ -159,6 +161,17 @@ def main() -> int:
         (f"audit verify, --workers {cores}", every),
     ):
         print(f"{label:44} {seconds:8.1f} {args.records / seconds:11,.0f}")
+    record(
+        "verify",
+        {
+            "records": args.records,
+            "bare_ed25519_rps": baseline,
+            "verify_one_worker_rps": args.records / one,
+            "verify_rps": args.records / every,
+            "verify_seconds": every,
+            "ratio": args.records / every / baseline,
+        },
+    )
     print(
         f"verify on {cores} cores / bare Ed25519 on 1 core: "
         f"{args.records / every / baseline:.2f}; speed-up over 1 worker: {one / every:.2f}"
