@@ -65,6 +65,7 @@ decision := {
 	"require_approval": false,
 	"rule": "rbac",
 	"max_ttl_seconds": requested_role.max_ttl_seconds,
+	"conflicts_with": conflicts_with,
 } if {
 	allow
 	not input.request.break_glass
@@ -76,6 +77,7 @@ decision := {
 	"rule": "approval",
 	"approval": {"all_of": approval_factors},
 	"max_ttl_seconds": requested_role.max_ttl_seconds,
+	"conflicts_with": conflicts_with,
 } if {
 	allow
 	not input.request.break_glass
@@ -87,6 +89,7 @@ decision := {
 	"rule": "break_glass",
 	"break_glass": true,
 	"max_ttl_seconds": requested_role.break_glass.max_ttl_seconds,
+	"conflicts_with": conflicts_with,
 } if {
 	allow
 	input.request.break_glass == true
@@ -123,6 +126,14 @@ subject_bound if {
 	some pattern in data.grantline_index.glob_bindings[role_cell[0]][role_cell[1]][input.request.role]
 	glob.match(pattern, ["/"], input.identity.subject)
 }
+
+# The roles separation of duties keeps apart from the requested one, named by every allowing
+# decision: the broker issues only if the subject holds none of them when the grant is
+# written, checked in the same atomic step (the active grants this decision read may be
+# stale by then, another replica issuing meanwhile).
+conflicts_with := held if {
+	held := data.grantline_index.sod_conflicts[role_cell[0]][role_cell[1]][input.request.role]
+} else := []
 
 # Every grant the broker lists counts as active, whatever its expires_at: expiry is the
 # broker's business, and a stale grant here can only deny more, never allow more.

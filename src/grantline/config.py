@@ -62,11 +62,18 @@ from grantline.reconcile.alerts import Alerts
 from grantline.reconcile.reconciler import Reconciler, ReconcileSettings
 from grantline.store.checkpoints import Checkpoints
 from grantline.store.connection import StoreSettings, check_persistence, connect
+from grantline.store.durability import (
+    Durability,
+    DurabilitySettings,
+    PersistenceProbe,
+    check_durability,
+)
 from grantline.store.grants import RedisGrants
 from grantline.store.lock import RequestLocks, StoreLock
 from grantline.store.log import RedisLog
 from grantline.store.pickup import PickupBox, PickupStore
 from grantline.store.policy_archive import PolicyArchive, PolicyArchiveReader
+from grantline.store.ratelimit import RedisRateLimits
 from grantline.store.tree import RedisTree
 
 log = logging.getLogger(__name__)
@@ -99,7 +106,28 @@ class Settings(_FromEnvironment):
     trusted_issuers: Path | None = Field(default=None, description="JSON file of trusted issuers")
     audience: str = Field(default="grantline", description="aud expected in caller tokens")
     max_body_bytes: int = 64 * 1024
+    # Hostile clients (README, "Hardening"): the request head, load shedding, rate limits.
+    max_header_bytes: int = Field(default=32 * 1024, gt=0, description="larger heads get 431")
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, allow_inf_nan=False, description="a head unfinished by then: 408"
+    )
+    max_concurrent_requests: int = Field(
+        default=256, ge=0, description="requests in flight per process; more get 503 (0: no cap)"
+    )
+    rate_limit_per_minute: int = Field(
+        default=0, ge=0, description="/v1 calls per caller per minute, across replicas (0: off)"
+    )
     store_timeout_seconds: float = 1.0
+    # What confirms an append is on disk (store/durability.py, docs/reliability.md).
+    store_durability: Durability = Field(
+        default=Durability.FSYNC, description="fsync, waitaof (replicas) or none"
+    )
+    store_waitaof_replicas: int = Field(
+        default=0, ge=0, description="replicas that must fsync each append (waitaof)"
+    )
+    store_waitaof_timeout_ms: int = Field(
+        default=500, ge=1, description="how long an append waits for WAITAOF"
+    )
     policy_reload_seconds: float = 2.0
     workers: int = 1
     log_level: str = "info"
@@ -184,11 +212,24 @@ class Settings(_FromEnvironment):
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         problems = settings_rules.cross_field_problems(self)
+        if (
+            self.store_durability is Durability.WAITAOF
+            and self.store_waitaof_timeout_ms >= self.store_timeout_seconds * 1000
+        ):
+            problems.append(
+                "GRANTLINE_STORE_WAITAOF_TIMEOUT_MS must be below GRANTLINE_STORE_TIMEOUT_SECONDS"
+            )
         if self.trusted_issuers is not None:
             problems += _trusted_issuers_problems(self.trusted_issuers, self.audience)
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def durability(self) -> DurabilitySettings:
+        return DurabilitySettings(
+            self.store_durability, self.store_waitaof_replicas, self.store_waitaof_timeout_ms
+        )
 
     @property
     def issuer_url(self) -> str:
@@ -312,6 +353,8 @@ class Runtime:
     policy_archive: PolicyArchiveReader
     policy_watch: PolicyWatch
     vault: VaultClient | None = None
+    persistence: PersistenceProbe | None = None
+    rate_limits: RedisRateLimits | None = None
 
     def jwks(self) -> dict[str, Any]:
         """Both public keys, each marked with its purpose so a verifier trusts only the log key."""
@@ -336,6 +379,7 @@ async def runtime(settings: Settings, tracing: Tracing | None = None) -> AsyncIt
     vault = vault_client(settings)
     try:
         await check_persistence(client)
+        await check_durability(client, settings.durability)
         if await RedisTree(client).rebuild(RedisLog(client)):
             log.warning("built the Merkle tree of a log written before it existed")
         if vault is not None:
@@ -398,7 +442,7 @@ def _assemble(
 ) -> Runtime:
     records_key, tokens_key = _signers(settings, vault)
     policy = policy_engine(settings)
-    redis_log, grants = RedisLog(client), RedisGrants(client)
+    redis_log, grants = RedisLog(client, settings.durability), RedisGrants(client)
     clock = SystemClock()
     jwt_issuer = JwtIssuer(tokens_key, settings.issuer_url)
     issuers: dict[str, CredentialIssuer] = {jwt_issuer.credential_type.value: jwt_issuer}
@@ -489,6 +533,12 @@ def _assemble(
         policy_archive=PolicyArchiveReader(client),
         policy_watch=PolicyWatch(policy, ledger, grants, clock),
         vault=vault,
+        persistence=PersistenceProbe(client, settings.durability),
+        rate_limits=(
+            RedisRateLimits(client, settings.rate_limit_per_minute)
+            if settings.rate_limit_per_minute > 0
+            else None
+        ),
     )
 
 

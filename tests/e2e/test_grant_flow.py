@@ -214,7 +214,8 @@ def test_v1_calls_without_a_valid_identity_are_401(broker: Served, authorization
 
 def test_readiness_and_metrics_are_served(broker: Served) -> None:
     ready = httpx.get(f"{broker.url}/readyz").json()
-    assert ready == {"ready": True, "checks": {"store": True, "signer": True, "policy": True}}
+    checks = {"store": True, "signer": True, "policy": True, "persistence": True}
+    assert ready == {"ready": True, "checks": checks}
     ask(broker, CI)
     metrics = httpx.get(f"{broker.url}/metrics").text
     assert 'route="/v1/access-requests",status="201"' in metrics

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from grantline import __version__
-from grantline.api import errors, openapi
-from grantline.api.limits import BodySizeLimit
+from grantline.api import errors, openapi, ratelimit
+from grantline.api.limits import BodySizeLimit, ConcurrencyLimit
 from grantline.api.routes import audit, operations, policy, public, requests, ui
 from grantline.config import Runtime, Settings, runtime
 from grantline.domain.errors import ConfigError, GrantlineError
@@ -61,6 +61,7 @@ def create_app(
         redoc_url=None,
     )
     errors.install(app)
+    ratelimit.install(app)
     app.include_router(requests.router)
     app.include_router(audit.router)
     app.include_router(policy.router)
@@ -69,6 +70,9 @@ def create_app(
     app.include_router(ui.router)
     openapi.install(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    if settings.max_concurrent_requests > 0:
+        # Outside the body limit: a shed request costs no more than its 503.
+        app.add_middleware(ConcurrencyLimit, limit=settings.max_concurrent_requests)
     # Outermost: ids, HTTP metrics and the request's span cover everything inside.
     app.add_middleware(RequestContext, tracing=tracing)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from grantline.api import ratelimit
 from grantline.config import Runtime
 from grantline.domain.errors import AuthenticationError
 from grantline.domain.models import Identity
@@ -24,4 +25,7 @@ async def caller(request: Request) -> Identity:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationError("an 'Authorization: Bearer <identity JWT>' header is required")
-    return runtime_of(request).verifier.verify(token.strip())
+    runtime = runtime_of(request)
+    identity = runtime.verifier.verify(token.strip())
+    await ratelimit.check(runtime.rate_limits, identity)
+    return identity

@@ -1,17 +1,11 @@
-"""A body-size limit enforced before any parsing (uvicorn and FastAPI set none by default)."""
+"""Limits enforced before any parsing or work: the body size (uvicorn and FastAPI set none by
+default) and the number of requests in flight (load shedding with a fast 503)."""
 
 from __future__ import annotations
 
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from grantline.domain.errors import InvalidRequestError
-
-
-class BodyTooLargeError(InvalidRequestError):
-    code = "payload_too_large"
-    status = 413
 
 
 class BodySizeLimit:
@@ -30,27 +24,32 @@ class BodySizeLimit:
             await _reject(send, self.limit)
             return
         received = 0
+        started = rejected = False
 
+        # Past the limit the 413 is sent at once and the app is told the client went away:
+        # an exception raised here would reach FastAPI's body parsing, which answers any
+        # failure to read the body with a 400.
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.limit:
-                raise BodyTooLargeError(f"request body exceeds {self.limit} bytes")
+                rejected = True
+                if not started:
+                    await _reject(send, self.limit)
+                return {"type": "http.disconnect"}
             return message
-
-        started = False
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if rejected:
+                return  # the 413 was the answer
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLargeError:
-            if not started:
-                await _reject(send, self.limit)
+        await self.app(scope, limited_receive, tracking_send)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -74,4 +73,40 @@ async def _reject(send: Send, limit: int) -> None:
             "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
         }
     )
+    await send({"type": "http.response.body", "body": body})
+
+
+class ConcurrencyLimit:
+    """Sheds load: past ``limit`` requests in flight in this process, answers a fast 503 in our
+    error shape with ``Retry-After``, before the request reaches any route (so nothing about it
+    is recorded). uvicorn's own ``limit_concurrency`` counts idle keep-alive connections too and
+    answers in plain text, so the count is kept here, per request."""
+
+    def __init__(self, app: ASGIApp, limit: int, retry_after_seconds: int = 1) -> None:
+        self.app = app
+        self.limit = limit
+        self.retry_after = str(retry_after_seconds).encode()
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            await _shed(send, self.retry_after)
+            return
+        # One event loop per process: no lock is needed around the count.
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+async def _shed(send: Send, retry_after: bytes) -> None:
+    body = json.dumps(
+        {"error": {"code": "overloaded", "message": "too many requests in flight; retry later"}}
+    ).encode()
+    headers = [(b"content-type", b"application/json"), (b"retry-after", retry_after)]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -367,6 +367,7 @@ class ReadinessChecks(Closed):
     store: bool
     signer: bool
     policy: bool
+    persistence: Maybe[bool] = None
 
 
 class Readiness(Closed):
@@ -378,4 +379,5 @@ class Readiness(Closed):
 
     ready: bool
     checks: ReadinessChecks
+    reasons: Maybe[list[str]] = None
     vault: Maybe[bool] = None

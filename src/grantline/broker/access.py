@@ -12,6 +12,12 @@ the policy, then
   ``approved`` first (the intent), mint, append ``issued``; if that write fails, revoke what
   was minted.
 No credential ever leaves without its durable ``issued`` record.
+
+Separation of duties holds at the write, not only at the decision: the roles the decision
+names in ``conflicts_with`` go with the records (``Effects.exclude``), and the store refuses
+the write if the subject holds one of them by then (another request decided at the same
+time, here or on another replica). The request is then recorded as denied; a credential
+minted outside is revoked, and the intent write checks first so that usually none is minted.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -32,11 +38,13 @@ from grantline.domain.approvals import Approval, Requirement
 from grantline.domain.clock import Clock
 from grantline.domain.errors import (
     ConflictError,
+    DutiesConflictError,
     ForbiddenError,
     GrantlineError,
     InvalidRequestError,
     IssuanceError,
     NotFoundError,
+    PolicyError,
 )
 from grantline.domain.ids import new_request_id
 from grantline.domain.models import (
@@ -59,7 +67,7 @@ from grantline.issuers.base import CredentialIssuer, GrantSpec
 from grantline.policy.engine import PolicyEngine
 from grantline.store.keys import Index
 from grantline.store.ledger import Draft
-from grantline.store.log import Effects, Pickup, to_millis
+from grantline.store.log import Effects, Exclusion, Pickup, to_millis
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +244,14 @@ class Broker:
                 "policy_digest": decision.policy_digest,
             }
             approval = records.approved(request_id, now, data, state, external=issuer.external)
-        credential = await self.issue(issuer, spec, [requested, evaluated, approval], state)
+        drafts = [requested, evaluated, approval]
+        try:
+            credential = await self.issue(
+                issuer, spec, drafts, state, conflicts=conflicts_of(decision)
+            )
+        except DutiesConflictError as exc:
+            refused = replace(decision, allow=False, reasons=(exc.message,))
+            return RequestOutcome(request_id, Status.DENIED, refused)
         return RequestOutcome(request_id, Status.ISSUED, decision, credential.secret)
 
     def _break_glass(
@@ -267,18 +282,55 @@ class Broker:
         state: Mapping[str, str],
         *,
         sealer: Sealer | None = None,
+        conflicts: Sequence[str] = (),
     ) -> IssuedCredential:
         """Append ``before`` and mint, with the ``issued`` record durable before anyone can
-        hold the credential. With ``sealer``, the credential waits sealed for its requester."""
-        if issuer.external:
-            await self._ledger.append(list(before))
-            credential = await self._mint_external(issuer, spec, state, sealer)
-        else:
-            credential = await issuer.mint(spec)
-            issued = self._issued(spec, credential, state, sealer)
-            await self._ledger.append([*before, issued])
+        hold the credential. With ``sealer``, the credential waits sealed for its requester.
+
+        Raises:
+            DutiesConflictError: the subject holds one of ``conflicts`` by the time of the
+                write; the request was recorded as denied and nothing minted was kept.
+        """
+        exclusion = Exclusion(spec.subject, tuple(conflicts), spec.now) if conflicts else None
+        intent = list(before)
+        if exclusion is not None and intent:
+            intent[-1] = replace(intent[-1], effects=replace(intent[-1].effects, exclude=exclusion))
+        try:
+            if issuer.external:
+                await self._ledger.append(intent)
+                intent = []  # recorded: a refusal from now on only adds the denial
+                credential = await self._mint_external(issuer, spec, state, sealer, exclusion)
+            else:
+                credential = await issuer.mint(spec)
+                issued = self._issued(spec, credential, state, sealer, exclusion)
+                await self._ledger.append([*before, issued])
+        except DutiesConflictError as exc:
+            await self._record_duties_conflict(spec.request_id, intent, exc, state)
+            raise
         self._announce(spec.request_id, state)
         return credential
+
+    async def _record_duties_conflict(
+        self,
+        request_id: RequestId,
+        unrecorded: Sequence[Draft],
+        exc: DutiesConflictError,
+        state: Mapping[str, str],
+    ) -> None:
+        """Record as denied a request the store refused by separation of duties, with those
+        of its records that were refused with it, except the approval it no longer has."""
+        reasons = [exc.message]
+        effects = Effects(
+            request={"status": Status.DENIED.value, "reasons": json.dumps(reasons)},
+            index_remove=(Index.AWAITING_ISSUE, Index.PENDING_APPROVAL),
+        )
+        data = {"reasons": reasons, "conflicting_role": exc.role}
+        denied = records.draft(
+            request_id, Event.DENIED, self._clock.now(), data, state, effects=effects
+        )
+        kept = [d for d in unrecorded if d.event != Event.APPROVED]
+        await self._ledger.append([*kept, denied])
+        self.notifier.notify("denied", request_id, {"reasons": reasons})
 
     def _announce(self, request_id: str, state: Mapping[str, str]) -> None:
         if state.get(records.BREAK_GLASS) != "1":
@@ -294,13 +346,17 @@ class Broker:
         credential: IssuedCredential,
         state: Mapping[str, str],
         sealer: Sealer | None,
+        exclusion: Exclusion | None = None,
     ) -> Draft:
         pickup = None
         if sealer is not None:
             ttl_ms = to_millis(credential.expires_at) - to_millis(self._clock.now())
             sealed = sealer.seal(spec.request_id, credential.secret)
             pickup = Pickup(sealed, max(ttl_ms, 1))
-        return records.issued(spec, credential, self._clock.now(), state, pickup)
+        issued = records.issued(spec, credential, self._clock.now(), state, pickup)
+        if exclusion is None:
+            return issued
+        return replace(issued, effects=replace(issued.effects, exclude=exclusion))
 
     def issuer_for(self, credential_type: str) -> CredentialIssuer:
         issuer = self._issuers.get(credential_type)
@@ -325,6 +381,7 @@ class Broker:
         spec: GrantSpec,
         state: Mapping[str, str],
         sealer: Sealer | None,
+        exclusion: Exclusion | None,
     ) -> IssuedCredential:
         try:
             credential = await issuer.mint(spec)
@@ -332,7 +389,7 @@ class Broker:
             await self._record_failure(spec.request_id, exc, state)
             raise
         try:
-            await self._ledger.append([self._issued(spec, credential, state, sealer)])
+            await self._ledger.append([self._issued(spec, credential, state, sealer, exclusion)])
         except GrantlineError:
             # The caller must never hold a credential the log does not know of.
             await self._revoke_quietly(issuer, credential)
@@ -639,6 +696,19 @@ class Broker:
         if status == Status.PENDING_APPROVAL.value and deadline and parse_time(deadline) <= now:
             return Status.EXPIRED.value
         return status
+
+
+def conflicts_of(decision: Decision) -> tuple[str, ...]:
+    """The roles an allowing decision says its grant may not be held with
+    (``conflicts_with``; none when the policy names none).
+
+    Raises:
+        PolicyError: ``conflicts_with`` is not a list of role names.
+    """
+    named = decision.extra.get("conflicts_with", [])
+    if not (isinstance(named, list) and all(isinstance(role, str) for role in named)):
+        raise PolicyError("the decision's conflicts_with must be a list of role names")
+    return tuple(named)
 
 
 def approvals_of(state: Mapping[str, str]) -> list[Approval]:

@@ -22,6 +22,7 @@ from grantline.broker.access import (
     RequestOutcome,
     Sealer,
     approvals_of,
+    conflicts_of,
 )
 from grantline.broker.decisions import (
     approval_evidence,
@@ -33,6 +34,7 @@ from grantline.domain.approvals import Approval, Requirement
 from grantline.domain.clock import Clock
 from grantline.domain.errors import (
     ConflictError,
+    DutiesConflictError,
     ForbiddenError,
     GoneError,
     GrantlineError,
@@ -341,9 +343,17 @@ class Approvals:
             issuer_config=self._broker.issuer_config(state["role"], decision.extra),
             key_thumbprint=state.get("cnf_jkt", ""),
         )
-        await self._broker.issue(
-            issuer, spec, [given, evaluated, approved], state, sealer=self._box
-        )
+        try:
+            await self._broker.issue(
+                issuer,
+                spec,
+                [given, evaluated, approved],
+                state,
+                sealer=self._box,
+                conflicts=conflicts_of(decision),
+            )
+        except DutiesConflictError:
+            return  # recorded as denied, with the approval that met the quorum
         self._broker.notifier.notify(
             "approved",
             request_id,

@@ -12,6 +12,7 @@ from typing import Any
 import uvicorn
 
 from grantline import settings_rules
+from grantline.api.connection_limits import guarded_protocol
 from grantline.cli import exit_codes
 from grantline.config import Settings, dev_issuer, log_signer, token_signer
 from grantline.domain.errors import ConfigError
@@ -107,6 +108,8 @@ def _serve(settings: Settings) -> None:
         "log_config": logs.logging_config(_log_format(settings), settings.log_level),
         "timeout_keep_alive": 5,
         "server_header": False,
+        # A deadline and a size cap on each request's head (slowloris; uvicorn has neither).
+        "http": guarded_protocol(settings.header_timeout_seconds, settings.max_header_bytes),
     }
     if settings.workers > 1:
         # Workers are separate processes that read their settings from the environment.

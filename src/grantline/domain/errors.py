@@ -9,6 +9,7 @@ stable machine-readable ``code`` and the HTTP status the API maps it to::
     ├── AuthenticationError        401      no or bad caller identity
     ├── ForbiddenError             403      identity fine, action not allowed
     ├── ConflictError              409
+    │   └── DutiesConflictError    409      a conflicting role became active first (SoD)
     ├── GoneError                  410      it was there once (a collected credential)
     ├── PolicyError                503      the policy engine could not decide
     ├── IssuanceError              503      the credential issuer failed
@@ -59,6 +60,21 @@ class ForbiddenError(GrantlineError):
 class ConflictError(GrantlineError):
     code = "conflict"
     status = 409
+
+
+class DutiesConflictError(ConflictError):
+    """The store refused a grant: its subject holds a role separation of duties keeps apart
+    from it, which became active after the policy decided. The broker records the request as
+    denied; this never reaches a caller of the API."""
+
+    code = "separation_of_duties"
+
+    def __init__(self, request_id: str, role: str) -> None:
+        super().__init__(
+            f"separation of duties: {role} became active while this request was decided"
+        )
+        self.request_id = request_id
+        self.role = role
 
 
 class GoneError(GrantlineError):

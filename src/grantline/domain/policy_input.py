@@ -75,10 +75,16 @@ def _json_claims(claims: Any) -> dict[str, Any]:
     return {str(k): json_safe(v) for k, v in dict(claims).items()}
 
 
+_SAFE_INTEGER = 2**53 - 1
+
+
 def json_safe(value: Any) -> Any:
-    """``value`` with floats and other non-canonical values turned into strings."""
-    if isinstance(value, bool | int | str) or value is None:
+    """``value`` with floats and other non-canonical values turned into strings: integers past
+    ±(2**53 - 1) too, which records refuse (a caller's token may carry any JSON number)."""
+    if isinstance(value, bool | str) or value is None:
         return value
+    if isinstance(value, int):
+        return value if -_SAFE_INTEGER <= value <= _SAFE_INTEGER else str(value)
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, list | tuple):

@@ -17,10 +17,19 @@ from grantline.policy.embedded import EmbeddedRegoEngine
 from grantline.policy.engine import PolicyEngine
 
 _EXPECT_KEYS = frozenset(
-    {"allow", "reasons_include", "rule", "require_approval", "groups", "break_glass", "approval"}
+    {
+        "allow",
+        "reasons_include",
+        "rule",
+        "require_approval",
+        "groups",
+        "break_glass",
+        "approval",
+        "conflicts_with",
+    }
 )
 # Expectations compared as they are with the same key of Decision.extra.
-_EXTRA_KEYS = ("rule", "groups", "approval")
+_EXTRA_KEYS = ("rule", "groups", "approval", "conflicts_with")
 DECISION = "decision"
 APPROVAL = "approval"
 _ENTRYPOINTS = frozenset({DECISION, APPROVAL})

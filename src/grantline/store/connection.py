@@ -47,7 +47,8 @@ def connect(settings: StoreSettings) -> aioredis.Redis:
 
 
 async def check_persistence(client: aioredis.Redis) -> None:
-    """Refuse a store that may evict evidence; warn when writes are not fsynced one by one.
+    """Refuse a store that may evict evidence. Whether writes reach the disk is checked by
+    ``durability.check_durability`` against the configured mode.
 
     Raises:
         ConfigError: the store evicts keys under memory pressure.
@@ -55,8 +56,6 @@ async def check_persistence(client: aioredis.Redis) -> None:
     """
     try:
         policy = await _config_value(client, "maxmemory-policy")
-        fsync = await _config_value(client, "appendfsync")
-        aof = await _config_value(client, "appendonly")
     except RedisError as exc:
         raise DependencyUnavailableError(
             f"store unreachable: {exc}", code="store_unavailable"
@@ -65,13 +64,6 @@ async def check_persistence(client: aioredis.Redis) -> None:
         raise ConfigError(
             f"the store's maxmemory-policy is {policy!r}; evidence needs 'noeviction' "
             "(CONFIG SET maxmemory-policy noeviction)"
-        )
-    if aof is not None and (aof != "yes" or fsync != "always"):
-        log.warning(
-            "store persistence is appendonly=%s appendfsync=%s: an acknowledged record may be "
-            "lost on a crash; use appendonly yes and appendfsync always",
-            aof,
-            fsync,
         )
 
 

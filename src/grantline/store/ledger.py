@@ -17,7 +17,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from grantline.domain.errors import DependencyUnavailableError, IntegrityError
+from grantline.domain.errors import (
+    DependencyUnavailableError,
+    DutiesConflictError,
+    IntegrityError,
+)
 from grantline.evidence.chain import ChainHead, seal_next
 from grantline.evidence.signer import Signer
 from grantline.store.log import Effects, RedisLog, SealedEntry
@@ -25,8 +29,11 @@ from grantline.store.policy_archive import Keeping, PolicyArchive
 from grantline.store.tree import RedisTree, checked_frontier, grow
 
 _MAX_BATCH_RECORDS = 512
-_MAX_CAS_ATTEMPTS = 16
+# Replicas racing for the head under load (a loaded 2-core machine ran out of 16 tries):
+# many tries, each after a random pause that doubles up to a cap, about 1.5 s in the worst case.
+_MAX_CAS_ATTEMPTS = 64
 _BACKOFF_SECONDS = 0.002
+_BACKOFF_CAP_SECONDS = 0.05
 _JITTER = random.SystemRandom()
 
 
@@ -71,6 +78,8 @@ class Ledger:
 
         Raises:
             DependencyUnavailableError: the store did not confirm the write.
+            DutiesConflictError: a record excluded a role its subject holds (nothing of
+                ``drafts`` was written).
         """
         done: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(drafts, done))
@@ -83,6 +92,9 @@ class Ledger:
             batch = self._take_batch()
             try:
                 lines = await self._commit([d for p in batch for d in p.drafts])
+            except DutiesConflictError as exc:
+                self._refuse(batch, exc)
+                continue
             except Exception as exc:
                 self._head = None  # our view may be stale; read it again next time
                 for pending in batch:
@@ -95,6 +107,19 @@ class Ledger:
                 if not pending.done.done():
                     pending.done.set_result(lines[offset : offset + count])
                 offset += count
+
+    def _refuse(self, batch: list[_Pending], exc: DutiesConflictError) -> None:
+        """Separation of duties refused one request's group: it fails, and the groups of other
+        requests that shared its write go again, first in line."""
+
+        def named(pending: _Pending) -> bool:
+            return any(d.request_id == exc.request_id for d in pending.drafts)
+
+        refused = [p for p in batch if named(p)] or batch  # never retry a refusal for good
+        for pending in refused:
+            if not pending.done.done():
+                pending.done.set_exception(exc)
+        self._queue.extendleft(reversed([p for p in batch if p not in refused]))
 
     def _take_batch(self) -> list[_Pending]:
         batch: list[_Pending] = []
@@ -133,6 +158,8 @@ class Ledger:
                 if self._archive is not None and keeping is not None:
                     self._archive.mark_kept(keeping.bundles)
                 return [entry.line for entry in entries]
+            if outcome.conflict is not None:
+                raise DutiesConflictError(*outcome.conflict)
             if outcome.missing_bundle and self._archive is not None:
                 # The store lost a bundle this process kept before: send it this time.
                 self._archive.forget(outcome.missing_bundle)
@@ -144,7 +171,8 @@ class Ledger:
                 head, frontier = checked_frontier(outcome.head, outcome.tree_size, outcome.frontier)
             except IntegrityError:
                 head, frontier = await self._current()
-            await asyncio.sleep(_JITTER.uniform(0, _BACKOFF_SECONDS * (attempt + 1)))
+            pause = min(_BACKOFF_SECONDS * 2 ** min(attempt, 8), _BACKOFF_CAP_SECONDS)
+            await asyncio.sleep(_JITTER.uniform(0, pause))
         raise DependencyUnavailableError(
             "the log is under too much contention to append; try again", code="store_contention"
         )

@@ -22,6 +22,7 @@ from grantline.domain.models import ActiveGrant, RequestId, parse_time
 from grantline.evidence.chain import ChainHead
 from grantline.store import keys
 from grantline.store.connection import as_text, unavailable
+from grantline.store.durability import ConfirmedAppend, DurabilitySettings
 from grantline.store.policy_archive import KeptBundle, KeptInput
 
 # The batch key makes an append idempotent: a retry after a lost reply finds its own batch
@@ -53,7 +54,8 @@ _APPEND = (
     FRONTIER_LUA
     + """
 local done = redis.call('GET', KEYS[3])
-if done then return {2, done} end
+-- A retried batch writes too (the TTL again), so a WAITAOF behind it waits for the append.
+if done then redis.call('EXPIRE', KEYS[3], 86400) return {2, done} end
 local head = redis.call('GET', KEYS[2]) or '0 GENESIS'
 local expected = tonumber(string.match(ARGV[1], '^(%d+)'))
 -- Refused unless the head is the one sealed on and the tree covers exactly that log: nodes
@@ -73,11 +75,40 @@ end
 -- What can be refused (a bad argument) is written first, before the log moves: a write that
 -- failed after the XADD would leave a record in the stream that the head never reached.
 local decoded = {}
+-- Separation of duties, checked before anything is written: an entry that excludes roles
+-- refuses the whole batch if its subject holds an unexpired grant of one of them, or an entry
+-- before it in this batch adds one. The decision that allowed it read active grants that may
+-- be stale by now (another request, on any replica, issued meanwhile).
+local adding = {}
 local i = 6
 while i <= #ARGV do
   if ARGV[i+3] ~= '' then
     local e = cjson.decode(ARGV[i+3])
     decoded[i] = e
+    if e.exclude then
+      local x = e.exclude
+      local held = {}
+      local index = prefix .. ':active:' .. x.subject
+      for _, key in ipairs(redis.call('ZRANGEBYSCORE', index, '(' .. x.now_ms, '+inf')) do
+        held[cjson.decode(key)[1]] = true
+      end
+      for _, role in ipairs(x.roles) do
+        local added = adding[x.subject]
+        if held[role] or (added and added[role]) then return {4, ARGV[i+2], role} end
+      end
+    end
+    if e.active_add then
+      local subject = e.active_add.subject
+      adding[subject] = adding[subject] or {}
+      adding[subject][cjson.decode(e.active_add.key)[1]] = true
+    end
+  end
+  i = i + 4
+end
+i = 6
+while i <= #ARGV do
+  if ARGV[i+3] ~= '' then
+    local e = decoded[i]
     if e.keep_bundle then
       redis.call('HSETNX', prefix .. ':policy:bundles', e.keep_bundle.digest, e.keep_bundle.value)
     end
@@ -209,6 +240,25 @@ def to_millis(moment: datetime) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class Exclusion:
+    """Separation of duties at append time: the append is refused (all of its batch) if
+    ``subject`` holds a grant of any of ``roles`` unexpired at ``now``, or an earlier record of
+    the same batch adds one. The check and the grant it guards commit in one script."""
+
+    subject: str
+    roles: tuple[str, ...]
+    now: datetime
+
+    def encode(self) -> dict[str, Any]:
+        # now_ms as a string: some Redis versions hand a Lua number on in exponent form.
+        return {
+            "subject": self.subject,
+            "roles": list(self.roles),
+            "now_ms": str(to_millis(self.now)),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Pickup:
     sealed: str  # base64 of the encrypted credential (store/pickup.py)
     ttl_ms: int
@@ -235,6 +285,8 @@ class Effects:
     # decided when this append is the first to name it (store/policy_archive.py).
     keep_input: KeptInput | None = None
     keep_bundle: KeptBundle | None = None
+    # Roles the subject must not hold when this record is appended (separation of duties).
+    exclude: Exclusion | None = None
 
     def encode(self) -> str:
         parts: dict[str, Any] = {
@@ -254,6 +306,7 @@ class Effects:
             "drop_pickup": True if self.drop_pickup else None,
             "keep_input": self.keep_input.encode() if self.keep_input else None,
             "keep_bundle": self.keep_bundle.encode() if self.keep_bundle else None,
+            "exclude": self.exclude.encode() if self.exclude and self.exclude.roles else None,
         }
         # The script tests each part for presence: an absent part must not be sent at all.
         payload = {name: part for name, part in parts.items() if part}
@@ -277,6 +330,9 @@ class AppendOutcome:
     frontier: tuple[bytes, ...] = ()
     # When refused because the store lacks a policy bundle the batch relies on: its digest.
     missing_bundle: str = ""
+    # When refused by separation of duties: the request whose record excluded a role the
+    # subject holds, and that role.
+    conflict: tuple[str, str] | None = None
 
 
 def _encode_head(head: ChainHead) -> str:
@@ -294,9 +350,14 @@ def decode_head(raw: bytes | str | None) -> ChainHead:
 class RedisLog:
     """Reads and appends the signed log. Every Redis failure becomes DependencyUnavailableError."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(
+        self, client: aioredis.Redis, durability: DurabilitySettings | None = None
+    ) -> None:
         self._client = client
-        self._append = client.register_script(_APPEND)
+        # The append script, run so that what it wrote is confirmed durable (durability.py).
+        self._append = ConfirmedAppend(
+            client, client.register_script(_APPEND), durability or DurabilitySettings()
+        )
 
     @property
     def client(self) -> aioredis.Redis:
@@ -337,9 +398,11 @@ class RedisLog:
         )
         # 1: appended now; 2: this batch was appended by an earlier try; 0: the head moved,
         # and the reply goes on with the tree's size and frontier at the real head; 3: a
-        # bundle in ``kept_bundles`` is missing.
+        # bundle in ``kept_bundles`` is missing; 4: separation of duties refused the batch.
         if int(reply[0]) == 3:
             return AppendOutcome(False, expected, missing_bundle=as_text(reply[1]))
+        if int(reply[0]) == 4:
+            return AppendOutcome(False, expected, conflict=(as_text(reply[1]), as_text(reply[2])))
         status, head = int(reply[0]), decode_head(reply[1])
         if status == 0:
             return AppendOutcome(False, head, int(reply[2]), tuple(bytes(n) for n in reply[3:]))

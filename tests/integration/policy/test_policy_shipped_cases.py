@@ -86,7 +86,7 @@ def test_decisions_carry_the_bundle_and_input_digests(
     assert decision.policy_digest == PolicyBundle.load(SHIPPED).digest == engine.digest
     assert decision.input_digest == input_digest(policy_input)
     # The role's cap is part of the decision: the evidence report reads it from the record.
-    assert decision.extra == {"rule": "rbac", "max_ttl_seconds": 3600}
+    assert decision.extra == {"rule": "rbac", "max_ttl_seconds": 3600, "conflicts_with": []}
     assert decision.require_approval is False
 
 

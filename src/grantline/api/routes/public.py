@@ -96,8 +96,16 @@ async def readyz(request: Request) -> JSONResponse:
         "signer": await _signer_works(request),
         "policy": runtime.policy.ready(),
     }
+    reasons: list[str] = []
+    if runtime.persistence is not None:
+        # A store that answers but cannot write to disk would lose what it acknowledges.
+        persisting = await runtime.persistence.status()
+        checks["persistence"] = persisting.ok
+        reasons += [persisting.reason] if persisting.reason else []
     status = 200 if all(checks.values()) else 503
     body: dict[str, Any] = {"ready": status == 200, "checks": checks}
+    if reasons:
+        body["reasons"] = reasons
     if runtime.vault is not None:
         # Reported, not required: without Vault the broker still issues JWTs.
         body["vault"] = await runtime.vault.healthy()
