@@ -14,7 +14,7 @@ from typing import Any
 from grantline.domain.approvals import Requirement
 from grantline.domain.models import Decision
 from grantline.domain.policy_input import json_safe
-from grantline.policy.opa import OPA_PROVENANCE
+from grantline.policy.engine import OPA_PROVENANCE
 
 NO_REQUIRED_GROUP = "the approval policy named none of the required groups"
 

@@ -26,11 +26,9 @@ from grantline.domain.models import Decision
 from grantline.policy.bundle import PolicyBundle, StatFingerprint, stat_fingerprint
 from grantline.policy.engine import (
     NO_APPROVAL_RULE,
-    UNDIGESTIBLE_INPUT,
     approval_problem,
-    canonical_input,
     decision_problem,
-    digest_of,
+    digested_input,
     parse_approval,
     parse_decision,
 )
@@ -164,13 +162,10 @@ class EmbeddedRegoEngine:
     def _evaluate(
         self, policy_input: Mapping[str, Any], entrypoint: str, parse: _Parser
     ) -> Decision:
-        try:
-            canonical = canonical_input(policy_input)
-        except PolicyError as exc:
-            return Decision.deny(
-                exc.message, policy_digest=self.digest, input_digest=UNDIGESTIBLE_INPUT
-            )
-        digest = digest_of(canonical)
+        digested = digested_input(policy_input, self.digest)
+        if isinstance(digested, Decision):
+            return digested
+        canonical, digest = digested
         compiled, raw = self._query(policy_input, canonical, entrypoint)
         if raw is _NO_RULE:
             decision = Decision.deny(

@@ -18,6 +18,8 @@ SILENT_DENY = "policy denied the request without giving a reason"
 NO_APPROVAL_RULE = "the policy has no approval rule"
 # Stands in for the input digest when the input cannot be canonicalised, so cannot be hashed.
 UNDIGESTIBLE_INPUT = "none"
+# The member of a decision's extra holding an OPA server's provenance (bundles, decision id).
+OPA_PROVENANCE = "opa"
 
 _REASONS = "reasons must be a list of strings"
 _APPROVAL = "require_approval must be a boolean"
@@ -89,6 +91,20 @@ def canonical_input(policy_input: Mapping[str, Any]) -> bytes:
     except (TypeError, ValueError, RecursionError) as exc:
         raise PolicyError(f"policy input is not canonical JSON: {exc}") from exc
     return canonical
+
+
+def digested_input(
+    policy_input: Mapping[str, Any], policy_digest: str
+) -> tuple[bytes, str] | Decision:
+    """The canonical JSON of ``policy_input`` and its digest; or, when it has no canonical
+    form, the deny every engine answers for it (there is nothing to evaluate or replay)."""
+    try:
+        canonical = canonical_input(policy_input)
+    except PolicyError as exc:
+        return Decision.deny(
+            exc.message, policy_digest=policy_digest, input_digest=UNDIGESTIBLE_INPUT
+        )
+    return canonical, digest_of(canonical)
 
 
 def input_digest(policy_input: Mapping[str, Any]) -> str:

@@ -42,11 +42,11 @@ from grantline.domain.models import Decision
 from grantline.policy.bundle import PolicyBundle
 from grantline.policy.embedded import ENGINE_ERROR
 from grantline.policy.engine import (
-    UNDIGESTIBLE_INPUT,
+    OPA_PROVENANCE,
     approval_problem,
-    canonical_input,
     decision_problem,
     digest_of,
+    digested_input,
     parse_approval,
     parse_decision,
 )
@@ -59,7 +59,6 @@ APPROVAL_PATH = "/v1/data/grantline/approval"
 GROUPS_PATH = "/v1/data/grantline/groups"
 ROLES_PATH = "/v1/data/grantline/roles"
 # Decision.extra member holding OPA's provenance: {"bundles": {name: revision}, "decision_id"}.
-OPA_PROVENANCE = "opa"
 REVISIONS_PREFIX = b"grantline-opa-revisions-v1\n"
 _GRANTLINE_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _VETTED = 16
@@ -209,13 +208,10 @@ class OpaEngine:
     def _decide(
         self, policy_input: Mapping[str, Any], path: str, parse: Callable[..., Decision]
     ) -> Decision:
-        try:
-            canonical = canonical_input(policy_input)
-        except PolicyError as exc:
-            return Decision.deny(
-                exc.message, policy_digest=self._digest, input_digest=UNDIGESTIBLE_INPUT
-            )
-        digest = digest_of(canonical)
+        digested = digested_input(policy_input, self._digest)
+        if isinstance(digested, Decision):
+            return digested
+        canonical, digest = digested
         try:
             answer = self._post(path, canonical)
             problem = self._vet(answer.policy_digest)
