@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run test lint typecheck bench soak clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench: $(STAMP)  ## benchmarks: the broker beside its baselines, in one run (nee
 	$(BIN)/python bench/bench_export.py
 	$(BIN)/python bench/bench_observability.py
 	$(BIN)/python bench/summary.py
+
+soak: $(STAMP)  ## the fault and attack suites, ten times longer than in CI
+	GRANTLINE_TEST_SCALE=$${GRANTLINE_TEST_SCALE:-10} $(BIN)/pytest -m faults
 
 clean:
 	rm -rf $(VENV) .grantline .pytest_cache .mypy_cache .ruff_cache

@@ -13,7 +13,7 @@ from tests.conftest import GRANTLINE, Served, serve
 
 from grantline.store.valkey import EmbeddedValkey
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
 CI = "spiffe://example.org/ci-runner"
 BODY = {"target": "postgres://orders-db", "role": "db-read", "ttl_seconds": 60}

@@ -26,7 +26,7 @@ import httpx
 import pytest
 from tests.conftest import Served, export, serve
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
 CALLER = "spiffe://example.org/ci-runner"
 HEADER_TIMEOUT = 2.0

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, generat
 from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
 from tests.conftest import Served, export, serve
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
 ISSUER = "https://idp.grantline.test"
 AUDIENCE = "grantline"

@@ -32,7 +32,7 @@ from tests.conftest import POLICIES, Served, serve
 from grantline.api.app import create_app
 from grantline.config import Settings
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
 FUZZER = "user:fuzzer"
 SEED = 20261123

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from tests.conftest import Served, export, serve, verify
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
 CI = "spiffe://example.org/ci-runner"
 RELEASE = "spiffe://example.org/release-bot"  # bound to deployer and prod-approver, kept apart
