@@ -34,6 +34,7 @@ bench: $(STAMP)  ## benchmarks: the broker beside its baselines, in one run (nee
 	$(BIN)/python bench/bench_grants.py
 	$(BIN)/python bench/bench_vault.py
 	$(BIN)/python bench/bench_approvals.py
+	$(BIN)/python bench/bench_append.py
 	$(BIN)/python bench/bench_verify.py
 	$(BIN)/python bench/bench_export.py
 	$(BIN)/python bench/bench_observability.py

@@ -35,6 +35,25 @@ ROWS = [
         "ratio",
         None,
     ),
+    (
+        "append",
+        "log append, 1 replica",
+        "one_records_per_s",
+        "bare_records_per_s",
+        "records/s",
+        "one_ratio",
+        None,
+    ),
+    (
+        "append",
+        "log append, 3 replicas",
+        "three_records_per_s",
+        "bare_records_per_s",
+        "records/s",
+        "three_ratio",
+        None,
+    ),
+    ("append", "append p99, 3 replicas", "three_p99_ms", "bare_p99_ms", "ms", None, None),
     ("export", "audit export", "export_rps", "raw_read_rps", "records/s", "ratio", None),
 ]
 

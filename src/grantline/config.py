@@ -98,6 +98,17 @@ class Settings(_FromEnvironment):
 
     home: Path = Field(default=Path(".grantline"), description="state directory")
     redis_url: str | None = Field(default=None, description="external Redis; else embedded Valkey")
+    # Redis Sentinel (docs/reliability.md): the primary's address is asked of the sentinels;
+    # GRANTLINE_REDIS_URL then names the service as its host and gives the password.
+    redis_sentinels: str | None = Field(
+        default=None, description="Sentinel addresses, host:port,host:port,..."
+    )
+    redis_sentinel_service: str = Field(
+        default="grantline", description="the primary's name in Sentinel (sentinel monitor)"
+    )
+    redis_sentinel_password: str | None = Field(
+        default=None, description="password the sentinels require (their requirepass), if any"
+    )
     policies: Path = Field(default=Path("policies"), description="policy directory")
     host: str = "127.0.0.1"
     port: int = 8400
@@ -219,11 +230,61 @@ class Settings(_FromEnvironment):
             problems.append(
                 "GRANTLINE_STORE_WAITAOF_TIMEOUT_MS must be below GRANTLINE_STORE_TIMEOUT_SECONDS"
             )
+        problems += self._sentinel_problems()
         if self.trusted_issuers is not None:
             problems += _trusted_issuers_problems(self.trusted_issuers, self.audience)
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _sentinel_problems(self) -> list[str]:
+        if not self.redis_sentinels:
+            return []
+        service = self.redis_sentinel_service
+        shape = f"redis://[user:password@]{service}[/db], or rediss://"
+        problems = []
+        if not self.redis_url:
+            problems.append(
+                "GRANTLINE_REDIS_URL must be set when GRANTLINE_REDIS_SENTINELS is: it gives "
+                f"the primary's password and database ({shape})"
+            )
+        else:
+            parts = urlsplit(self.redis_url)
+            if parts.scheme == "unix" or parts.hostname != service.lower() or parts.port:
+                problems.append(
+                    "GRANTLINE_REDIS_URL must name the Sentinel service as its host, with no "
+                    f"port, when GRANTLINE_REDIS_SENTINELS is set ({shape}): the primary's "
+                    "address comes from the sentinels"
+                )
+        if self.store_durability is not Durability.WAITAOF or self.store_waitaof_replicas < 1:
+            # Replication is asynchronous: a failover promotes a replica that may not have
+            # the last appends, and the broker may have handed out their credentials.
+            problems.append(
+                "GRANTLINE_REDIS_SENTINELS needs GRANTLINE_STORE_DURABILITY=waitaof and "
+                "GRANTLINE_STORE_WAITAOF_REPLICAS=1 or more: a failover promotes a replica, and "
+                "an append no replica confirmed can be lost with the old primary after its "
+                "credential was handed out"
+            )
+        return problems
+
+    @property
+    def store(self) -> StoreSettings:
+        """How to reach the store: the server of GRANTLINE_REDIS_URL, or the primary the
+        sentinels name.
+
+        Raises:
+            ConfigError: no store is configured.
+        """
+        if not self.redis_url:
+            raise ConfigError("no store: set GRANTLINE_REDIS_URL or run `grantline serve`")
+        sentinels = self.redis_sentinels
+        return StoreSettings(
+            self.redis_url,
+            socket_timeout=self.store_timeout_seconds,
+            sentinels=tuple(settings_rules.sentinel_addresses(sentinels)) if sentinels else (),
+            service=self.redis_sentinel_service,
+            sentinel_password=self.redis_sentinel_password,
+        )
 
     @property
     def durability(self) -> DurabilitySettings:
@@ -371,11 +432,7 @@ async def runtime(settings: Settings, tracing: Tracing | None = None) -> AsyncIt
     Raises:
         ConfigError: a setting or file is unusable, or the store may evict evidence.
     """
-    if not settings.redis_url:
-        raise ConfigError("no store: set GRANTLINE_REDIS_URL or run `grantline serve`")
-    client = connect(
-        StoreSettings(settings.redis_url, socket_timeout=settings.store_timeout_seconds)
-    )
+    client = connect(settings.store)
     vault = vault_client(settings)
     try:
         await check_persistence(client)

@@ -92,6 +92,36 @@ def checked_origin(value: str | None) -> str | None:
     return value
 
 
+def sentinel_addresses(value: str) -> list[tuple[str, int]]:
+    """The ``host:port`` entries of a comma-separated Sentinel list (IPv6 in brackets).
+
+    Raises ValueError naming the first entry that is not one.
+    """
+    addresses = []
+    for entry in (part.strip() for part in value.split(",")):
+        host, _, port = entry.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(
+                f"must be a comma-separated list of host:port, and {entry!r} is not one"
+            )
+        addresses.append((host, int(port)))
+    return addresses
+
+
+def checked_sentinels(value: str | None) -> str | None:
+    if value is not None:
+        sentinel_addresses(value)
+    return value
+
+
+def checked_sentinel_service(value: str) -> str:
+    # Sentinel's own rule for a master's name (sentinel.conf: "A-z 0-9 and .-_").
+    if not value or not all(c.isascii() and (c.isalnum() or c in ".-_") for c in value):
+        raise ValueError("must be the name of `sentinel monitor` (letters, digits, '.-_')")
+    return value
+
+
 def _url_of(schemes: tuple[str, ...]) -> Callable[[str | None], str | None]:
     return lambda value: checked_url(value, schemes)
 
@@ -103,6 +133,8 @@ FIELD_RULES: dict[str, Callable[[Any], Any]] = {
     "log_level": checked_log_level,
     "log_origin": checked_origin,
     "redis_url": _url_of(STORE_SCHEMES),
+    "redis_sentinels": checked_sentinels,
+    "redis_sentinel_service": checked_sentinel_service,
     **dict.fromkeys(
         ("vault_addr", "public_url", "webhook_url", "opa_url", "otel_endpoint"),
         _url_of(HTTP_SCHEMES),

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import enum
 
+from grantline.evidence.merkle import HASH_SIZE
+
 PREFIX = "{grantline}"
 
 LOG = f"{PREFIX}:log"
 HEAD = f"{PREFIX}:head"
+# Which writer appends next after losing the race for the head (store/log.py); a short lease.
+LOG_TURN = f"{PREFIX}:lock:log-turn"
 
 
 def batch(batch_id: str) -> str:
@@ -34,9 +38,28 @@ def jti(token_id: str) -> str:
     return f"{PREFIX}:jti:{token_id}"
 
 
-def tree(level: int) -> str:
-    """The Merkle tree's perfect nodes of one level, 32 bytes each, in order (store/tree.py)."""
-    return f"{PREFIX}:tree:{level}"
+# Entries per chunk of a Merkle tree level (32 MiB of hashes): a Redis string holds at most
+# 512 MiB, so one string per level would stop the log at 2**24 records. Tests shrink it, before
+# creating the store objects, which read it when created (store/log.py, store/tree.py).
+TREE_CHUNK = 2**20
+
+
+def tree(level: int, chunk: int = 0) -> str:
+    """One chunk of the Merkle tree's perfect nodes of ``level``, 32 bytes each, in order
+    (store/tree.py): ``{grantline}:tree:<level>`` for chunk 0, the one name a level had before
+    levels were chunked, then ``{grantline}:tree:<level>:<chunk>``."""
+    return f"{PREFIX}:tree:{level}" if chunk == 0 else f"{PREFIX}:tree:{level}:{chunk}"
+
+
+TREE_MATCH = f"{PREFIX}:tree:*"  # a SCAN pattern for every chunk of every level
+
+
+def tree_entry(level: int, index: int, chunk_size: int | None = None) -> tuple[str, int]:
+    """The key and byte offset of entry ``index`` of tree level ``level``, with chunks of
+    ``chunk_size`` entries (TREE_CHUNK by default). The append script's ``tree_entry``
+    (store/log.py) is the same function in Lua: change them together."""
+    chunk, at = divmod(index, chunk_size or TREE_CHUNK)
+    return tree(level, chunk), at * HASH_SIZE
 
 
 CHECKPOINTS = f"{PREFIX}:checkpoints"  # published checkpoint notes, scored by tree size

@@ -27,28 +27,57 @@ from grantline.store.policy_archive import KeptBundle, KeptInput
 
 # The batch key makes an append idempotent: a retry after a lost reply finds its own batch
 # already applied instead of appending the records a second time under new seqs.
-# The Merkle tree's frontier (its perfect subtrees, largest first) for the log of ``head``:
-# `{head, leaves in the tree, frontier...}`. Shared by the append script (a refused append
-# answers with the head and frontier to seal again on) and store/tree.py's reader.
+# The Merkle tree in Lua (store/tree.py has the layout): ``tree_entry`` addresses entry
+# ``index`` of a level, as keys.tree_entry does in Python, in chunks of ``TREE_CHUNK`` entries,
+# a local that ``tree_lua`` puts in front. ``tree_leaves`` is how many leaves the tree holds,
+# checked where they end. ``frontier`` is the tree's frontier (its perfect subtrees, largest
+# first) for the log of ``head``: `{head, leaves in the tree, frontier...}`. Shared by the
+# append script (a refused append answers with the head and frontier to seal again on) and
+# store/tree.py's reader.
 FRONTIER_LUA = """
+local function tree_entry(prefix, level, index)
+  if index < TREE_CHUNK then return prefix .. ':tree:' .. level, index * 32 end
+  local chunk = math.floor(index / TREE_CHUNK)
+  return prefix .. ':tree:' .. level .. ':' .. string.format('%d', chunk),
+    (index - chunk * TREE_CHUNK) * 32
+end
+-- The leaves of level 0, read where those of a log of ``size`` records end: the chunk where
+-- leaf ``size`` would go, with the full chunks before it. -1, never ``size``, when the chunk
+-- before is not full (a level that outgrew one string before levels were chunked, or a
+-- damaged one) or a chunk holds a piece of a hash.
+local function tree_leaves(prefix, size)
+  local key, offset = tree_entry(prefix, 0, size)
+  if size >= TREE_CHUNK then
+    local before = tree_entry(prefix, 0, size - offset / 32 - 1)
+    if redis.call('STRLEN', before) ~= TREE_CHUNK * 32 then return -1 end
+  end
+  local held = redis.call('STRLEN', key) - offset
+  if held % 32 ~= 0 then return -1 end
+  return size + held / 32
+end
 local function frontier(head, prefix)
   local size = tonumber(string.match(head, '^(%d+)'))
-  local leaves = redis.call('STRLEN', prefix .. ':tree:0') / 32
-  local out = {head, tostring(leaves)}
+  local leaves = tree_leaves(prefix, size)
+  local out = {head, string.format('%d', leaves)}
   if leaves ~= size then return out end
   local level = 0
   while (2 ^ level) <= size do
     if math.floor(size / (2 ^ level)) % 2 == 1 then
-      local index = math.floor(size / (2 ^ level)) - 1
-      local key = prefix .. ':tree:' .. level
+      local key, offset = tree_entry(prefix, level, math.floor(size / (2 ^ level)) - 1)
       -- Largest subtree first: each found is larger than those before it.
-      table.insert(out, 3, redis.call('GETRANGE', key, index * 32, index * 32 + 31))
+      table.insert(out, 3, redis.call('GETRANGE', key, offset, offset + 31))
     end
     level = level + 1
   end
   return out
 end
 """
+
+
+def tree_lua(script: str, chunk: int) -> str:
+    """``script`` (FRONTIER_LUA and what follows) addressing the tree in chunks of ``chunk``."""
+    return f"local TREE_CHUNK = {int(chunk)}\n{script}"
+
 
 _APPEND = (
     FRONTIER_LUA
@@ -60,8 +89,13 @@ local head = redis.call('GET', KEYS[2]) or '0 GENESIS'
 local expected = tonumber(string.match(ARGV[1], '^(%d+)'))
 -- Refused unless the head is the one sealed on and the tree covers exactly that log: nodes
 -- computed from another frontier would shift the tree for good.
-if head ~= ARGV[1] or redis.call('STRLEN', ARGV[3] .. ':tree:0') ~= expected * 32
-    or #ARGV[4] % 33 ~= 0 then
+-- Fairness between writers (the workers and replicas of a broker): one that lost the race
+-- for the head takes the turn for a short lease, and the others are refused until it has
+-- appended, so no writer starves while another keeps appending. ARGV[6] names the writer.
+local turn = redis.call('GET', KEYS[4])
+if head ~= ARGV[1] or tree_leaves(ARGV[3], expected) ~= expected or #ARGV[4] % 33 ~= 0
+    or (turn and turn ~= ARGV[6]) then
+  if not turn and head ~= ARGV[1] then redis.call('SET', KEYS[4], ARGV[6], 'PX', 250) end
   local reply = frontier(head, ARGV[3])
   table.insert(reply, 1, 0)
   return reply
@@ -70,7 +104,10 @@ local prefix = ARGV[3]
 -- Every decision's bundle must be kept: one the writer believes kept, and so does not send,
 -- must be there (the store may have lost it), or the writer sends it and tries again.
 for digest in string.gmatch(ARGV[5], '%S+') do
-  if redis.call('HEXISTS', prefix .. ':policy:bundles', digest) == 0 then return {3, digest} end
+  if redis.call('HEXISTS', prefix .. ':policy:bundles', digest) == 0 then
+    if turn then redis.call('DEL', KEYS[4]) end
+    return {3, digest}
+  end
 end
 -- What can be refused (a bad argument) is written first, before the log moves: a write that
 -- failed after the XADD would leave a record in the stream that the head never reached.
@@ -80,7 +117,7 @@ local decoded = {}
 -- before it in this batch adds one. The decision that allowed it read active grants that may
 -- be stale by now (another request, on any replica, issued meanwhile).
 local adding = {}
-local i = 6
+local i = 7
 while i <= #ARGV do
   if ARGV[i+3] ~= '' then
     local e = cjson.decode(ARGV[i+3])
@@ -94,7 +131,10 @@ while i <= #ARGV do
       end
       for _, role in ipairs(x.roles) do
         local added = adding[x.subject]
-        if held[role] or (added and added[role]) then return {4, ARGV[i+2], role} end
+        if held[role] or (added and added[role]) then
+          if turn then redis.call('DEL', KEYS[4]) end
+          return {4, ARGV[i+2], role}
+        end
       end
     end
     if e.active_add then
@@ -105,7 +145,7 @@ while i <= #ARGV do
   end
   i = i + 4
 end
-i = 6
+i = 7
 while i <= #ARGV do
   if ARGV[i+3] ~= '' then
     local e = decoded[i]
@@ -123,7 +163,7 @@ while i <= #ARGV do
   end
   i = i + 4
 end
-i = 6
+i = 7
 while i <= #ARGV do
   local seq, line, rid = ARGV[i], ARGV[i+1], ARGV[i+2]
   redis.call('XADD', KEYS[1], seq .. '-1', 'r', line)
@@ -179,14 +219,19 @@ while i <= #ARGV do
   end
   i = i + 4
 end
--- The Merkle tree's new perfect nodes: 33-byte entries, a level byte then the hash.
+-- The Merkle tree's new perfect nodes: 33-byte entries, a level byte then the hash, each the
+-- next entry of its level (a tree of ``expected`` leaves has floor(expected / 2^level) there).
 local nodes = ARGV[4]
+local added = {}
 for j = 1, #nodes, 33 do
   local level = string.byte(nodes, j)
-  redis.call('APPEND', prefix .. ':tree:' .. level, string.sub(nodes, j + 1, j + 32))
+  local index = math.floor(expected / (2 ^ level)) + (added[level] or 0)
+  added[level] = (added[level] or 0) + 1
+  redis.call('APPEND', (tree_entry(prefix, level, index)), string.sub(nodes, j + 1, j + 32))
 end
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[3], ARGV[2], 'EX', 86400)
+if turn then redis.call('DEL', KEYS[4]) end
 return {1, ARGV[2]}
 """
 )
@@ -356,7 +401,9 @@ class RedisLog:
         self._client = client
         # The append script, run so that what it wrote is confirmed durable (durability.py).
         self._append = ConfirmedAppend(
-            client, client.register_script(_APPEND), durability or DurabilitySettings()
+            client,
+            client.register_script(tree_lua(_APPEND, keys.TREE_CHUNK)),
+            durability or DurabilitySettings(),
         )
 
     @property
@@ -375,6 +422,7 @@ class RedisLog:
         batch_id: str,
         tree_nodes: bytes = b"",
         *,
+        writer: str,
         kept_bundles: Sequence[str] = (),
     ) -> AppendOutcome:
         """Append ``entries`` if the head is still ``expected``; otherwise report the real head.
@@ -382,7 +430,9 @@ class RedisLog:
         ``tree_nodes`` are the Merkle tree's nodes the entries complete (store/tree.py),
         appended in the same atomic step so the tree always covers exactly the log.
         ``kept_bundles`` are policy bundles the entries name without carrying them: the
-        append is refused (``missing_bundle``) unless the store holds each.
+        append is refused (``missing_bundle``) unless the store holds each. ``writer``
+        names the appending process: one that lost the race for the head is given the next
+        turn (see the script).
         """
         args: list[str | bytes | int] = [
             _encode_head(expected),
@@ -390,11 +440,12 @@ class RedisLog:
             keys.PREFIX,
             tree_nodes,
             " ".join(kept_bundles),
+            writer,
         ]
         for entry in entries:
             args += [entry.seq, entry.line, entry.request_id, entry.effects.encode()]
         reply = await self._call(
-            self._append(keys=[keys.LOG, keys.HEAD, keys.batch(batch_id)], args=args)
+            self._append(keys=[keys.LOG, keys.HEAD, keys.batch(batch_id), keys.LOG_TURN], args=args)
         )
         # 1: appended now; 2: this batch was appended by an earlier try; 0: the head moved,
         # and the reply goes on with the tree's size and frontier at the real head; 3: a

@@ -1,9 +1,21 @@
 """The Merkle tree over the log, kept in Redis beside it.
 
-Level ``k`` is one string of 32-byte hashes: entry ``i`` is the perfect subtree over leaves
+Level ``k`` is a row of 32-byte hashes: entry ``i`` is the perfect subtree over leaves
 ``[i * 2**k, (i + 1) * 2**k)``. Appending a record appends its leaf and every node it
 completes, in the log's own atomic append (store/log.py), so the tree always covers exactly
 the records of the log. Any root or proof is then a few ``GETRANGE`` reads.
+
+A level is kept in chunks of ``keys.TREE_CHUNK`` (2**20) entries, 32 MiB strings, since a
+Redis string holds at most 512 MiB (one string would stop the log at 2**24 records). Entry
+``i`` of level ``k`` is at byte ``(i % TREE_CHUNK) * 32`` of chunk ``c = i // TREE_CHUNK``:
+
+* chunk 0: ``{grantline}:tree:<k>``, the name a whole level had before levels were chunked,
+  so a store written then, whose levels are all shorter than a chunk, reads and grows as is;
+* chunk ``c >= 1``: ``{grantline}:tree:<k>:<c>``.
+
+``keys.tree_entry`` addresses an entry in Python and ``tree_entry`` in the scripts' Lua
+(store/log.py); nothing else builds these names. An older store with a level longer than one
+chunk does not read as a tree of its log (``tree_behind``) and is built again (``rebuild``).
 """
 
 from __future__ import annotations
@@ -27,7 +39,7 @@ from grantline.evidence.merkle import (
 )
 from grantline.store import keys
 from grantline.store.connection import unavailable
-from grantline.store.log import FRONTIER_LUA, RedisLog, decode_head
+from grantline.store.log import FRONTIER_LUA, RedisLog, decode_head, tree_lua
 
 T = TypeVar("T")
 
@@ -45,6 +57,8 @@ def checked_frontier(
 ) -> tuple[ChainHead, list[bytes]]:
     """The head and frontier a script read, once the tree is known to cover the log."""
     frontier = [bytes(node) for node in nodes]
+    if tree_size < 0:
+        raise IntegrityError("the Merkle tree is not laid out in full chunks", code="tree_behind")
     if tree_size != head.seq or any(len(node) != HASH_SIZE for node in frontier):
         raise IntegrityError(
             f"the Merkle tree covers {tree_size} records but the log has {head.seq}",
@@ -70,7 +84,8 @@ def grow(size: int, frontier: list[bytes], lines: Sequence[bytes]) -> bytes:
 class RedisTree:
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
-        self._frontier = client.register_script(_FRONTIER)
+        self._chunk = keys.TREE_CHUNK
+        self._frontier = client.register_script(tree_lua(_FRONTIER, self._chunk))
 
     async def head_and_frontier(self) -> tuple[ChainHead, list[bytes]]:
         """The log's head and its tree's frontier, read atomically, largest subtree first.
@@ -121,7 +136,8 @@ class RedisTree:
         unique = list(dict.fromkeys(wanted))
         pipe = self._client.pipeline(transaction=False)
         for level, index in unique:
-            pipe.getrange(keys.tree(level), index * HASH_SIZE, (index + 1) * HASH_SIZE - 1)
+            key, start = keys.tree_entry(level, index, self._chunk)
+            pipe.getrange(key, start, start + HASH_SIZE - 1)
         replies = await self._call(pipe.execute())
         nodes = {}
         for at, raw in zip(unique, replies, strict=True):
@@ -144,15 +160,22 @@ class RedisTree:
             return False
         head = await log.head()
         levels = await _levels_of(log, head)
+        chunk_bytes = self._chunk * HASH_SIZE
         try:
+            # Every chunk the tree has, however far a stale one went: only an append writes
+            # one (and moves the head, which the write below watches) or a rebuild.
+            scan = self._client.scan_iter(match=keys.TREE_MATCH, count=1000)
+            stale = [key async for key in scan]
             async with self._client.pipeline(transaction=True) as pipe:
                 await pipe.watch(keys.HEAD)
                 if decode_head(await pipe.get(keys.HEAD)) != head:
                     raise DependencyUnavailableError("the log moved while its tree was rebuilt")
                 pipe.multi()  # type: ignore[no-untyped-call]
-                pipe.delete(*(keys.tree(level) for level in range(64)))
+                pipe.delete(*(keys.tree(level) for level in range(64)), *stale)
                 for level, data in levels.items():
-                    pipe.set(keys.tree(level), bytes(data))
+                    for start in range(0, len(data), chunk_bytes):
+                        key, _ = keys.tree_entry(level, start // HASH_SIZE, self._chunk)
+                        pipe.set(key, bytes(data[start : start + chunk_bytes]))
                 await pipe.execute()
         except WatchError as exc:
             raise DependencyUnavailableError("the log moved while its tree was rebuilt") from exc

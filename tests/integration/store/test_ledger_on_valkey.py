@@ -18,7 +18,8 @@ from grantline.evidence.verify import verify_export
 from grantline.store.connection import StoreSettings, connect
 from grantline.store.grants import RedisGrants
 from grantline.store.ledger import Draft, Ledger
-from grantline.store.log import ActiveAdd, Effects, RedisLog, SealedEntry
+from grantline.store.log import ActiveAdd, AppendOutcome, Effects, RedisLog, SealedEntry
+from grantline.store.tree import grow
 
 pytestmark = pytest.mark.integration
 
@@ -88,8 +89,8 @@ async def test_retrying_an_applied_batch_appends_nothing_twice(client: aioredis.
         head, request_id="r", event="requested", at=NOW, data={}, signer=SIGNER
     )
     entry = SealedEntry(1, line, "r", Effects())
-    first = await log.compare_and_append(head, new_head, [entry], "batch-1")
-    retry = await log.compare_and_append(head, new_head, [entry], "batch-1")
+    first = await log.compare_and_append(head, new_head, [entry], "batch-1", writer="w")
+    retry = await log.compare_and_append(head, new_head, [entry], "batch-1", writer="w")
     assert first.applied and retry.applied
     assert retry.head == new_head
     assert len(await all_lines(log)) == 1
@@ -102,11 +103,52 @@ async def test_a_stale_head_is_refused_and_the_real_head_reported(client: aiored
         ChainHead.genesis(), request_id="b", event="requested", at=NOW, data={}, signer=SIGNER
     )
     outcome = await log.compare_and_append(
-        ChainHead.genesis(), new_head, [SealedEntry(1, line, "b", Effects())], "batch-2"
+        ChainHead.genesis(), new_head, [SealedEntry(1, line, "b", Effects())], "batch-2", writer="w"
     )
     assert not outcome.applied
     assert outcome.head.seq == 1
     assert len(await all_lines(log)) == 1
+
+
+async def test_a_writer_that_lost_the_race_for_the_head_appends_next(
+    client: aioredis.Redis,
+) -> None:
+    """Fairness between replicas: the writer refused for a stale head gets the next turn, so
+    one that keeps winning the race cannot starve it; the turn ends with its append."""
+    log = RedisLog(client)
+    frontiers: dict[int, list[bytes]] = {0: []}
+
+    async def append(head: ChainHead, request_id: str, writer: str) -> AppendOutcome:
+        line, new_head = seal_next(
+            head, request_id=request_id, event="requested", at=NOW, data={}, signer=SIGNER
+        )
+        frontier = list(frontiers[head.seq])
+        nodes = grow(head.seq, frontier, [line])
+        entry = SealedEntry(new_head.seq, line, request_id, Effects())
+        outcome = await log.compare_and_append(
+            head, new_head, [entry], f"{writer}-{head.seq}", nodes, writer=writer
+        )
+        if outcome.applied:
+            frontiers[new_head.seq] = frontier
+        return outcome
+
+    genesis = ChainHead.genesis()
+    assert (await append(genesis, "fast-1", "fast")).applied
+    lost = await append(genesis, "slow-1", "slow")
+    assert not lost.applied and lost.head.seq == 1
+    # The fast writer holds the real head, yet must wait while the loser has the turn.
+    waited = await append(lost.head, "fast-2", "fast")
+    assert not waited.applied and waited.head == lost.head
+    retried = await append(lost.head, "slow-1", "slow")
+    assert retried.applied
+    assert (await append(retried.head, "fast-2", "fast")).applied
+    lines = await all_lines(log)
+    assert [line.split(b'"request_id":"')[1].split(b'"')[0] for line in lines] == [
+        b"fast-1",
+        b"slow-1",
+        b"fast-2",
+    ]
+    assert verifies(lines)
 
 
 async def test_state_effects_commit_with_their_record(client: aioredis.Redis) -> None:

@@ -91,7 +91,7 @@ async def test_a_refused_append_keeps_nothing(client: aioredis.Redis) -> None:
     )
     kept = deciding("r1", b'{"n":1}').effects
     outcome = await log.compare_and_append(
-        stale, head, [SealedEntry(head.seq, line, "r1", kept)], "batch-x"
+        stale, head, [SealedEntry(head.seq, line, "r1", kept)], "batch-x", writer="w"
     )
     assert not outcome.applied
     assert await client.keys(keys.policy_input("*")) == []
