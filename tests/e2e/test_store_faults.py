@@ -148,6 +148,11 @@ def test_a_hung_store_fails_requests_within_the_timeout_budget_and_loses_nothing
     assert len(unanswered) <= len(callers)
 
 
+def _data(record: dict[str, object]) -> dict[str, object]:
+    data = record.get("data")
+    return data if isinstance(data, dict) else {}
+
+
 def test_a_full_store_refuses_writes_with_503_and_reports_not_ready(
     tmp_path: Path, own_store: EmbeddedValkey, broker_on: list[Served]
 ) -> None:
@@ -212,22 +217,40 @@ def replica(tmp_path: Path, own_store: EmbeddedValkey) -> Iterator[EmbeddedValke
 def test_waitaof_short_of_a_required_replica_issues_nothing(
     tmp_path: Path, own_store: EmbeddedValkey, replica: EmbeddedValkey, broker_on: list[Served]
 ) -> None:
-    """Row 5: WAITAOF with one replica required; the replica goes away: the append is treated
-    as not durable, 503 and no credential. The unconfirmed write may be on the primary;
-    nobody holds its credential."""
+    """Row 5: WAITAOF with one replica required; the replica stops answering: the append is
+    treated as not durable, 503 and no credential. The unconfirmed write is on the primary,
+    so once the replica is back the broker revokes each of those grants as withheld: the
+    log never goes on saying someone holds a credential nobody received."""
     served = serve(tmp_path / "home", redis_url=own_store.url, extra_env=WAITAOF_ONE_REPLICA)
     broker_on.append(served)
     answers = Answers()
     with served.client(CI) as client:
         assert answers.post(client).status_code == 201
-        replica.stop()
-        refused = [answers.post(client) for _ in range(3)]
+        os.kill(_pid(replica), signal.SIGSTOP)
+        try:
+            refused = [answers.post(client) for _ in range(3)]
+        finally:
+            _resume(replica)
     for response in refused:
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "store_not_durable"
         assert "token" not in response.text
     assert len(answers.credentials) == 1
-    assert_nothing_lost(served, answers, tmp_path / "export.jsonl")
+    unanswered = assert_nothing_lost(served, answers, tmp_path / "export.jsonl")
+    assert len(unanswered) == len(refused), "each refused append is on the primary"
+    deadline = time.monotonic() + 20
+    while True:
+        exported = records(served, tmp_path / "after.jsonl")
+        withheld = {
+            str(r["request_id"])
+            for r in exported
+            if r.get("event") == "revoked" and _data(r).get("source") == "withheld"
+        }
+        if withheld == set(unanswered) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert withheld == set(unanswered), "a grant nobody received still reads as held"
+    assert verify(served, tmp_path / "after.jsonl")[0] == 0
 
 
 def test_a_broker_requiring_a_replica_that_is_missing_refuses_to_start(

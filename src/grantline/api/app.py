@@ -37,7 +37,10 @@ def create_app(
             # The policy this process decides with is on record before it decides anything.
             await built.policy_watch.start()
             await built.notifier.start()
-            tasks = [asyncio.create_task(_reload_policies(built))]
+            tasks = [
+                asyncio.create_task(_reload_policies(built)),
+                asyncio.create_task(_settle_withheld(built)),
+            ]
             if settings.reconcile_seconds > 0:
                 tasks.append(asyncio.create_task(_reconcile(built)))
             if built.vault is not None:
@@ -98,6 +101,25 @@ async def _reload_policies(built: Runtime) -> None:
             log.error(  # noqa: TRY400
                 "could not record the policy activation, trying again: %s", exc.message
             )
+
+
+async def _settle_withheld(built: Runtime) -> None:
+    """Credentials withheld for want of a confirmed ``issued`` record: once the store answers,
+    revoke those whose record landed after all (broker/withheld.py)."""
+    broker = built.broker
+    while True:
+        await asyncio.sleep(1)
+        if not len(broker.withheld):
+            continue
+        try:
+            revoked = await broker.settle_withheld()
+        except GrantlineError:
+            continue  # the store still fails: the next pass tries again
+        except Exception:
+            log.exception("could not settle withheld credentials")
+            continue
+        if revoked:
+            log.warning("revoked %d withheld credentials whose issued record landed", revoked)
 
 
 async def _reconcile(built: Runtime) -> None:

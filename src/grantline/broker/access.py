@@ -23,10 +23,11 @@ minted outside is revoked, and the intent write checks first so that usually non
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -34,10 +35,12 @@ from typing import Any, Protocol
 from grantline.broker import records
 from grantline.broker.decisions import route
 from grantline.broker.selection import Selection
+from grantline.broker.withheld import WITHHELD_BY, WITHHELD_REASON, WITHHELD_SOURCE, Withheld
 from grantline.domain.approvals import Approval, Requirement
 from grantline.domain.clock import Clock
 from grantline.domain.errors import (
     ConflictError,
+    DependencyUnavailableError,
     DutiesConflictError,
     ForbiddenError,
     GrantlineError,
@@ -160,6 +163,8 @@ class Broker:
         self._clock = clock
         self.notifier: Notify = notifier or _Silent()
         self.settings = settings or BrokerSettings()
+        # Credentials minted but not returned, their issued record unconfirmed (withheld.py).
+        self.withheld = Withheld()
 
     @property
     def policy(self) -> PolicyEngine:
@@ -303,7 +308,7 @@ class Broker:
             else:
                 credential = await issuer.mint(spec)
                 issued = self._issued(spec, credential, state, sealer, exclusion)
-                await self._ledger.append([*before, issued])
+                await self._withholding(spec, self._ledger.append([*before, issued]))
         except DutiesConflictError as exc:
             await self._record_duties_conflict(spec.request_id, intent, exc, state)
             raise
@@ -389,12 +394,51 @@ class Broker:
             await self._record_failure(spec.request_id, exc, state)
             raise
         try:
-            await self._ledger.append([self._issued(spec, credential, state, sealer, exclusion)])
+            issued = self._issued(spec, credential, state, sealer, exclusion)
+            await self._withholding(spec, self._ledger.append([issued]))
         except GrantlineError:
             # The caller must never hold a credential the log does not know of.
             await self._revoke_quietly(issuer, credential)
             raise
         return credential
+
+    async def _withholding(self, spec: GrantSpec, append: Awaitable[list[bytes]]) -> None:
+        """Await the ``issued`` append; when the store fails it, the credential is withheld,
+        and the request watched in case the record landed all the same."""
+        try:
+            await append
+        except DependencyUnavailableError:
+            self.withheld.add(spec.request_id, self._clock.now())
+            raise
+
+    async def settle_withheld(self) -> int:
+        """Revoke each withheld credential whose ``issued`` record landed after all, so that
+        the log does not read as if someone held it; how many were revoked. Stops at the
+        first store failure: the rest wait for the next pass.
+
+        Raises:
+            DependencyUnavailableError: the store is still failing.
+        """
+        revoked = 0
+        now = self._clock.now()
+        for watched in self.withheld.due():
+            state = await self._grants.request(watched.request_id)
+            if state is None or state.get("status") not in IN_FORCE:
+                if state is not None or now >= watched.until:
+                    self.withheld.settle(watched.request_id)
+                continue
+            # An issuer that fails to revoke: recorded as such, and the reconciler retries it.
+            with contextlib.suppress(IssuanceError):
+                await self.revoke_grant(
+                    watched.request_id,
+                    state,
+                    by=WITHHELD_BY,
+                    reason=WITHHELD_REASON,
+                    source=WITHHELD_SOURCE,
+                )
+            self.withheld.settle(watched.request_id)
+            revoked += 1
+        return revoked
 
     async def _record_failure(
         self, request_id: RequestId, exc: GrantlineError, state: Mapping[str, str]

@@ -57,8 +57,33 @@ def connect(settings: StoreSettings) -> aioredis.Redis:
     """
     options = _client_options(settings)
     if settings.sentinels:
-        return _through_sentinels(settings, options)
-    return aioredis.Redis.from_url(settings.url, **options)
+        client = _through_sentinels(settings, options)
+    else:
+        client = aioredis.Redis.from_url(settings.url, **options)
+    pool = client.connection_pool
+    pool.connection_class = _closed_transport_is_a_connection_error(pool.connection_class)
+    return client
+
+
+class _ClosedTransportGuard(AbstractConnection):
+    """Under uvloop (uvicorn's loop), writing to a connection whose transport the peer reset
+    (while it sat idle in the pool, or while it was being set up) raises a bare RuntimeError
+    before anything is sent. redis-py neither retries that nor makes it a RedisError, so it
+    surfaced as a 500; as a connection error it is retried on a new connection, or ends as
+    503 ``store_unavailable`` like any other."""
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        try:
+            await super().send_packed_command(command, check_health)
+        except RuntimeError as exc:
+            raise RedisConnectionError("the connection was closed by the peer") from exc
+
+
+def _closed_transport_is_a_connection_error(kind: type[Any]) -> type[Any]:
+    # A subclass of the class the URL or Sentinel chose (TCP, TLS, Unix socket, managed).
+    if issubclass(kind, _ClosedTransportGuard):
+        return kind
+    return type(f"Guarded{kind.__name__}", (_ClosedTransportGuard, kind), {})
 
 
 def _client_options(settings: StoreSettings) -> dict[str, Any]:

@@ -234,12 +234,32 @@ class VaultClient:
         """
         accessors = await self.list_accessors()
         gate = asyncio.Semaphore(concurrency)
+        refused: list[IssuanceError] = []
 
         async def lookup(accessor: str) -> TokenInfo | None:
             async with gate:
-                return await self.lookup_accessor(accessor)
+                try:
+                    return await self.lookup_accessor(accessor)
+                except IssuanceError as exc:
+                    if exc.code != "vault_forbidden":
+                        raise
+                    refused.append(exc)
+                    return None
 
         found = await asyncio.gather(*(lookup(a) for a in accessors))
+        if refused and len(refused) == len(accessors):
+            # Not one lookup allowed: the broker's policy lacks lookup-accessor.
+            raise refused[0]
+        if refused:
+            # A crash can leave accessors whose token entry is gone: Vault lists them but
+            # refuses to look them up, even to root, until `auth/token/tidy` removes them.
+            # One of them must not hide every other orphan from the reconciler.
+            log.warning(
+                "Vault refused to look up %d of %d token accessors (dangling entries; "
+                "`bao write auth/token/tidy` removes them); reconciling the others",
+                len(refused),
+                len(accessors),
+            )
         role = self.settings.token_role
         return [
             info

@@ -1,0 +1,1 @@
+"""Fault injection helpers for the reliability suites."""
