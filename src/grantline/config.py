@@ -29,6 +29,7 @@ from grantline import settings_rules
 from grantline.broker import Broker, BrokerSettings
 from grantline.broker.activation import PolicyWatch
 from grantline.broker.approvals import Approvals
+from grantline.broker.usage import UsageRecorder
 from grantline.domain.clock import Clock, SystemClock
 from grantline.domain.errors import ConfigError, IssuanceError
 from grantline.evidence.signer import (
@@ -75,6 +76,7 @@ from grantline.store.pickup import PickupBox, PickupStore
 from grantline.store.policy_archive import PolicyArchive, PolicyArchiveReader
 from grantline.store.ratelimit import RedisRateLimits
 from grantline.store.tree import RedisTree
+from grantline.store.usage import RedisUsage
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +162,17 @@ class Settings(_FromEnvironment):
     vault_transit_mount: str = "transit"
     transit_log_key: str = "grantline-log"
     transit_token_key: str = "grantline-token"  # noqa: S105 — a key's name in Vault
+    usage_window_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=86400,
+        description="uses of a grant are recorded as one `used` record per window this long",
+    )
+    usage_expected: bool = Field(
+        default=False,
+        description="resource servers report JWT uses: a JWT grant that expires unused is "
+        "reported (`never_used`)",
+    )
     # The reconciler.
     reconcile_seconds: float = Field(default=30.0, description="0 turns the loop off")
     reconcile_issue_delay_seconds: float = 60.0
@@ -413,6 +426,7 @@ class Runtime:
     notifier: Notifier
     policy_archive: PolicyArchiveReader
     policy_watch: PolicyWatch
+    usage: UsageRecorder
     vault: VaultClient | None = None
     persistence: PersistenceProbe | None = None
     rate_limits: RedisRateLimits | None = None
@@ -569,6 +583,7 @@ def _assemble(
             grace_seconds=settings.reconcile_grace_seconds,
             revoke_orphans=settings.reconcile_revoke_orphans,
             lock_seconds=max(1.0, min(settings.reconcile_seconds or 30.0, 30.0)),
+            usage_expected=settings.usage_expected,
         ),
     )
     return Runtime(
@@ -589,6 +604,15 @@ def _assemble(
         notifier=notifier,
         policy_archive=PolicyArchiveReader(client),
         policy_watch=PolicyWatch(policy, ledger, grants, clock),
+        usage=UsageRecorder(
+            broker=broker,
+            grants=grants,
+            usage=RedisUsage(client, settings.usage_window_seconds),
+            ledger=ledger,
+            clock=clock,
+            lock=StoreLock(client, "usage"),
+            alerts=Alerts(notifier),
+        ),
         vault=vault,
         persistence=PersistenceProbe(client, settings.durability),
         rate_limits=(

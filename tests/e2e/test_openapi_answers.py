@@ -20,6 +20,7 @@ from tests.conftest import Served
 pytestmark = pytest.mark.e2e
 
 CI = "spiffe://example.org/ci-runner"
+RESOURCE_SERVER = "spiffe://example.org/resource-server"
 ALICE = "user:alice"
 SAM = "user:sam"
 AUDITOR = "user:auditor"
@@ -145,6 +146,12 @@ def _walk_grant(answers: Answers, ids: dict[str, str]) -> None:
     assert active.json()["active"] is True
     form = answers.call("introspectToken", "POST", "/v1/introspect", CI, data={"token": "nope"})
     assert form.json() == {"active": False}
+    jti = active.json()["jti"]
+    use = {"jti": jti, "operation": "GET", "outcome": "allowed"}
+    usage = {"json": {"batch_id": "openapi-walk-0001", "observations": [use]}}
+    reported = answers.call("reportUsage", "POST", "/v1/usage", RESOURCE_SERVER, **usage)
+    assert reported.status_code == 202
+    assert answers.call("reportUsage", "POST", "/v1/usage", CI, **usage).status_code == 403
     why = {"json": {"reason": "done"}}
     assert (
         answers.call("revokeAccessRequest", "POST", f"{base}/revoke", CI, **why).json()["already"]

@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI
 
 from grantline import __version__
 from grantline.api import errors, openapi, ratelimit
 from grantline.api.limits import BodySizeLimit, ConcurrencyLimit
-from grantline.api.routes import audit, operations, policy, public, requests, ui
+from grantline.api.routes import audit, operations, policy, public, requests, ui, usage
 from grantline.config import Runtime, Settings, runtime
-from grantline.domain.errors import ConfigError, GrantlineError
+from grantline.domain.errors import ConfigError, DependencyUnavailableError, GrantlineError
 from grantline.observe import tracing as traces
 from grantline.observe.http import RequestContext
 
@@ -40,6 +40,7 @@ def create_app(
             tasks = [
                 asyncio.create_task(_reload_policies(built)),
                 asyncio.create_task(_settle_withheld(built)),
+                asyncio.create_task(_record_usage(built)),
             ]
             if settings.reconcile_seconds > 0:
                 tasks.append(asyncio.create_task(_reconcile(built)))
@@ -71,6 +72,7 @@ def create_app(
     app.include_router(operations.router)
     app.include_router(public.router)
     app.include_router(ui.router)
+    app.include_router(usage.router)
     openapi.install(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     if settings.max_concurrent_requests > 0:
@@ -103,23 +105,40 @@ async def _reload_policies(built: Runtime) -> None:
             )
 
 
+async def _every(seconds: float, job: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run ``job`` every ``seconds``; the loop outlives any one failed run."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await job()
+        except GrantlineError as exc:
+            log.error("could not %s: %s", what, exc.message)  # noqa: TRY400
+        except Exception:
+            log.exception("could not %s", what)
+
+
 async def _settle_withheld(built: Runtime) -> None:
     """Credentials withheld for want of a confirmed ``issued`` record: once the store answers,
     revoke those whose record landed after all (broker/withheld.py)."""
     broker = built.broker
-    while True:
-        await asyncio.sleep(1)
+
+    async def settle() -> None:
         if not len(broker.withheld):
-            continue
+            return
         try:
             revoked = await broker.settle_withheld()
-        except GrantlineError:
-            continue  # the store still fails: the next pass tries again
-        except Exception:
-            log.exception("could not settle withheld credentials")
-            continue
+        except DependencyUnavailableError:
+            return  # the store still fails, as the requests' 503s said: the next pass retries
         if revoked:
             log.warning("revoked %d withheld credentials whose issued record landed", revoked)
+
+    await _every(1.0, settle, "settle withheld credentials")
+
+
+async def _record_usage(built: Runtime) -> None:
+    """Each usage window, once ended, becomes one ``used`` record (broker/usage.py)."""
+    every = min(5.0, max(0.5, built.settings.usage_window_seconds / 2))
+    await _every(every, built.usage.record_closed, "record usage")
 
 
 async def _reconcile(built: Runtime) -> None:

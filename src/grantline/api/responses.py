@@ -280,6 +280,18 @@ class Revocation(Closed):
     already: bool
 
 
+class UsageAccepted(Closed):
+    """What a usage report counted."""
+
+    model_config = examples({"accepted": 1, "unknown": [], "duplicate": False})
+
+    accepted: int = Field(description="uses counted (0 for a batch id seen before)")
+    unknown: list[int] = Field(
+        description="indexes of the uses whose jti this broker never issued (not counted)"
+    )
+    duplicate: bool = Field(description="the batch id was seen before: nothing counted again")
+
+
 class Introspection(Open):
     """RFC 7662. Inactive: only ``{"active": false}``. Active: the token's claims besides."""
 

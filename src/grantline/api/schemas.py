@@ -6,7 +6,7 @@ Unknown fields are refused everywhere. Response bodies are in ``api/responses.py
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
@@ -150,6 +150,60 @@ class IntrospectBody(_Strict):
     )
 
     token: str = Field(min_length=1, max_length=16384)
+
+
+class UseBody(_Strict):
+    """One use of a Grantline JWT at a resource server."""
+
+    jti: str = Field(min_length=1, max_length=128, description="the token's jti claim")
+    operation: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:/*+-]+$",
+        description="what was done, as the resource server names it (GET, s3:GetObject)",
+    )
+    resource: str | None = Field(
+        default=None, min_length=1, max_length=256, description="what it was done to"
+    )
+    outcome: Literal["allowed", "denied", "error"] = Field(
+        description="allowed: the token was accepted; denied: refused; error: the call failed"
+    )
+    at: str | None = Field(
+        default=None,
+        max_length=64,
+        description="when the resource server saw it (kept as reported; the broker's receipt "
+        "time is the one recorded)",
+    )
+
+
+class UsageBody(_Strict):
+    """Uses reported by a resource server, in one batch."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "batch_id": "rs1-20261124-000042",
+                    "observations": [
+                        {
+                            "jti": "8d2c4f0e",
+                            "operation": "GET",
+                            "resource": "/reports/q3",
+                            "outcome": "allowed",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    batch_id: str = Field(
+        min_length=16,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="unique per batch: a batch id seen in the last 24 h is not counted again",
+    )
+    observations: list[UseBody] = Field(min_length=1, max_length=500)
 
 
 class ErrorDetail(BaseModel):

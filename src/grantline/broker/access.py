@@ -104,9 +104,19 @@ class Log(Protocol):
 
 
 class TokenIntrospector(Protocol):
-    def claims_of(self, token: str) -> Mapping[str, Any] | None:
-        """The claims of a token this broker signed and that has not expired, else None."""
+    def claims_of(self, token: str, *, allow_expired: bool = False) -> Mapping[str, Any] | None:
+        """The claims of a token this broker signed and that has not expired (or, with
+        ``allow_expired``, that has), else None."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Introspection:
+    """An introspection's answer, and the grant the token belongs to when it is one of ours
+    (signed by this broker, expired or not): a resource server asked about a use of it."""
+
+    answer: dict[str, Any]
+    request_id: str | None = None
 
 
 class Notify(Protocol):
@@ -696,15 +706,21 @@ class Broker:
 
     async def introspect(self, token: str) -> dict[str, Any]:
         """RFC 7662: active only for an unexpired token of ours whose grant is still issued."""
-        claims = self._introspector.claims_of(token)
+        return (await self.introspection(token)).answer
+
+    async def introspection(self, token: str) -> Introspection:
+        """:meth:`introspect`, with the grant an expired or revoked token of ours belongs to."""
+        claims = self._introspector.claims_of(token, allow_expired=True)
         token_id = claims.get("jti") if claims is not None else None
         if claims is None or not isinstance(token_id, str):
-            return {"active": False}
+            return Introspection({"active": False})
         request_id = await self._grants.request_for_token(token_id)
         state = await self._grants.request(request_id) if request_id else None
-        if state is None or self.effective_status(state) != Status.ISSUED.value:
-            return {"active": False}
-        return {"active": True, "token_type": "Bearer", **dict(claims)}
+        expires = claims.get("exp")
+        expired = not isinstance(expires, int | float) or expires <= self._clock.now().timestamp()
+        if state is None or expired or self.effective_status(state) != Status.ISSUED.value:
+            return Introspection({"active": False}, request_id)
+        return Introspection({"active": True, "token_type": "Bearer", **dict(claims)}, request_id)
 
     async def _readable_state(
         self, caller: Identity, request_id: str, *, approvers_too: bool = False

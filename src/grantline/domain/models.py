@@ -59,6 +59,7 @@ class Event(enum.StrEnum):
     REVIEWED = "reviewed"  # the post-incident review of a break-glass grant
     NOTIFICATION_FAILED = "notification_failed"
     ISSUED = "issued"
+    USED = "used"  # the credential's uses in one window, as resource servers reported them
     FAILED = "failed"
     REVOCATION_FAILED = "revocation_failed"
     REVOKED = "revoked"

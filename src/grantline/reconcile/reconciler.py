@@ -37,7 +37,7 @@ from grantline.broker.approvals import Approvals
 from grantline.broker.records import marks_of
 from grantline.domain.clock import Clock
 from grantline.domain.errors import GrantlineError
-from grantline.domain.models import IN_FORCE, Event, Status
+from grantline.domain.models import IN_FORCE, CredentialType, Event, Status
 from grantline.issuers.base import CredentialIssuer, SourceState
 from grantline.issuers.vault.client import META_REQUEST_ID, TokenInfo
 from grantline.reconcile.alerts import Alerts
@@ -73,6 +73,9 @@ class ReconcileSettings:
     grace_seconds: float = 30.0
     revoke_orphans: bool = True
     lock_seconds: float = 30.0
+    # Resource servers report the uses of JWT grants: one that ends without any is reported
+    # (``never_used``, a sign of over-provisioning), not alarmed.
+    usage_expected: bool = False
 
 
 @dataclass
@@ -163,6 +166,11 @@ class Reconciler:
             await self._broker.record_end(request_id, state, Event.EXPIRED, data)
             await self._retire_grant_token(state, report)
             report.expired += 1
+            if self._settings.usage_expected and _unused_jwt(state):
+                message = "the grant expired with no use reported: it may be over-provisioned"
+                await self._finding(
+                    request_id, "never_used", message, "reported", report, state=state, alert=False
+                )
 
     async def _retire_grant_token(self, state: Mapping[str, str], report: PassReport) -> None:
         # A secret's or certificate's grant token can outlive the lease or certificate it
@@ -334,6 +342,7 @@ class Reconciler:
         effects: Effects | None = None,
         accessor: str | None = None,
         state: Mapping[str, str] | None = None,
+        alert: bool = True,
     ) -> None:
         data: dict[str, Any] = {
             "finding": code,
@@ -346,7 +355,14 @@ class Reconciler:
         draft = Draft(request_id, Event.RECONCILED, self._clock.now(), data, effects or Effects())
         await self._ledger.append([draft])
         report.findings[code] += 1
-        await self._alerts.alert(code, request_id, {"message": message, "action": action})
+        if alert:
+            await self._alerts.alert(code, request_id, {"message": message, "action": action})
+
+
+def _unused_jwt(state: Mapping[str, str]) -> bool:
+    # Only JWT uses are reported (resource servers, introspection); a Vault credential's
+    # are not seen yet, so its silence proves nothing.
+    return state.get("credential_type") == CredentialType.JWT.value and not state.get("last_used")
 
 
 def _inventory_finding(token: TokenInfo, state: Mapping[str, str] | None) -> tuple[str, str] | None:

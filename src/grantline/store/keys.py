@@ -62,6 +62,15 @@ def tree_entry(level: int, index: int, chunk_size: int | None = None) -> tuple[s
     return tree(level, chunk), at * HASH_SIZE
 
 
+# Uses of issued credentials waiting to be recorded, per grant and window (store/usage.py).
+USAGE_PENDING = f"{PREFIX}:usage:pending"
+
+
+def usage(member: str) -> str:
+    """The aggregate of one grant's uses in one window; ``member`` is "<request id>|<window>"."""
+    return f"{PREFIX}:usage:{member}"
+
+
 CHECKPOINTS = f"{PREFIX}:checkpoints"  # published checkpoint notes, scored by tree size
 # Policy bundles by digest, packed (store/policy_archive.py); kept for good.
 POLICY_BUNDLES = f"{PREFIX}:policy:bundles"

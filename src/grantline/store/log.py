@@ -84,7 +84,7 @@ _APPEND = (
     + """
 local done = redis.call('GET', KEYS[3])
 -- A retried batch writes too (the TTL again), so a WAITAOF behind it waits for the append.
-if done then redis.call('EXPIRE', KEYS[3], 86400) return {2, done} end
+if done then redis.call('SET', KEYS[3], done, 'EX', 86400) return {2, done} end
 local head = redis.call('GET', KEYS[2]) or '0 GENESIS'
 local expected = tonumber(string.match(ARGV[1], '^(%d+)'))
 -- Refused unless the head is the one sealed on and the tree covers exactly that log: nodes
@@ -208,6 +208,10 @@ while i <= #ARGV do
       redis.call('SET', prefix .. ':pickup:' .. rid, e.pickup.sealed, 'PX', e.pickup.ttl_ms)
     end
     if e.drop_pickup then redis.call('DEL', prefix .. ':pickup:' .. rid) end
+    if e.usage_done then
+      redis.call('ZREM', prefix .. ':usage:pending', e.usage_done)
+      redis.call('DEL', prefix .. ':usage:' .. e.usage_done)
+    end
     if e.zadd then
       for name, score in pairs(e.zadd) do
         redis.call('ZADD', prefix .. ':index:' .. name, score, rid)
@@ -332,6 +336,9 @@ class Effects:
     keep_bundle: KeptBundle | None = None
     # Roles the subject must not hold when this record is appended (separation of duties).
     exclude: Exclusion | None = None
+    # The usage window this ``used`` record records, "<request id>|<window>": its aggregate
+    # goes with the record, so a window is recorded once (store/usage.py).
+    usage_done: str | None = None
 
     def encode(self) -> str:
         parts: dict[str, Any] = {
@@ -352,6 +359,7 @@ class Effects:
             "keep_input": self.keep_input.encode() if self.keep_input else None,
             "keep_bundle": self.keep_bundle.encode() if self.keep_bundle else None,
             "exclude": self.exclude.encode() if self.exclude and self.exclude.roles else None,
+            "usage_done": self.usage_done,
         }
         # The script tests each part for presence: an absent part must not be sent at all.
         payload = {name: part for name, part in parts.items() if part}

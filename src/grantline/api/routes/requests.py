@@ -311,8 +311,11 @@ _TOKEN_FORM = {
 async def introspect(request: Request, identity: Caller) -> JSONResponse:
     """RFC 7662. Takes JSON ``{"token": ...}`` or the RFC's form encoding."""
     token = await _token_from(request)
-    result = await runtime_of(request).broker.introspect(token)
-    return JSONResponse(result, headers=_NO_STORE)
+    built = runtime_of(request)
+    result = await built.broker.introspection(token)
+    # Asking about a token is using it: the caller is a resource server holding it.
+    await built.usage.introspected(identity, result)
+    return JSONResponse(result.answer, headers=_NO_STORE)
 
 
 async def _token_from(request: Request) -> str:

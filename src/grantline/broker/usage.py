@@ -1,0 +1,206 @@
+"""Usage evidence: what resource servers report, and what introspection shows, becomes ``used``
+records on each grant's lineage.
+
+A use is observed at the broker's time of receipt (the reporter's own time is kept only as
+reported), added to its grant's current window (store/usage.py), and each window, once past,
+is recorded as one ``used`` record: first and last use, how many, per operation and outcome,
+the resources and who reported. A use of a grant no longer in force (revoked or expired) is
+counted as ``after_end``: the reconciler's finding of a use outside the approval.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from grantline.broker import records
+from grantline.broker.access import Broker, GrantState, Introspection
+from grantline.domain.clock import Clock
+from grantline.domain.errors import ForbiddenError
+from grantline.domain.models import IN_FORCE, Event, Identity, format_time, parse_time
+from grantline.store.ledger import Ledger
+from grantline.store.lock import StoreLock
+from grantline.store.log import Effects
+from grantline.store.usage import Observation, RedisUsage, WindowUse
+
+log = logging.getLogger(__name__)
+
+# The policy group whose members may report uses (data.grantline.groups).
+RESOURCE_SERVERS = "resource-servers"
+OUTCOMES = ("allowed", "denied", "error")
+INTROSPECTION = "introspect"
+# The reconciler finding of a use (refused or not) after the grant was revoked or expired.
+USED_AFTER_END = "used_after_end"
+# A window is recorded this long after it ends: reports from replicas whose clocks run a
+# little behind still land in it.
+_GRACE_MS = 2_000
+
+
+class Alerts(Protocol):
+    """Where a finding reaches people (grantline.reconcile.alerts)."""
+
+    async def alert(self, finding: str, request_id: str, details: Mapping[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedUse:
+    """One use as a resource server reports it: the token's ``jti`` and what was done."""
+
+    jti: str
+    operation: str
+    outcome: str
+    resource: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportOutcome:
+    accepted: int
+    # Indexes of reported uses whose jti this broker never issued.
+    unknown: tuple[int, ...]
+    # The batch id was seen before: nothing was counted again.
+    duplicate: bool
+
+
+class UsageRecorder:
+    def __init__(
+        self,
+        *,
+        broker: Broker,
+        grants: GrantState,
+        usage: RedisUsage,
+        ledger: Ledger,
+        clock: Clock,
+        lock: StoreLock,
+        alerts: Alerts,
+    ) -> None:
+        self._broker = broker
+        self._grants = grants
+        self._usage = usage
+        self._ledger = ledger
+        self._clock = clock
+        self._lock = lock
+        self._alerts = alerts
+
+    async def report(
+        self, caller: Identity, batch_id: str, uses: Sequence[ReportedUse]
+    ) -> ReportOutcome:
+        """Count ``uses`` reported by the resource server ``caller``.
+
+        Raises:
+            ForbiddenError: ``caller`` is not in the policy's ``resource-servers`` group.
+            DependencyUnavailableError: the store failed (nothing, or all, was counted).
+        """
+        if caller.subject not in self._broker.policy.group_members(RESOURCE_SERVERS):
+            raise ForbiddenError(
+                f"only resource servers (the policy's {RESOURCE_SERVERS} group) may report usage"
+            )
+        now = self._clock.now()
+        observed: list[Observation] = []
+        unknown: list[int] = []
+        # A batch holds many uses of few grants: each grant is looked up once.
+        grants: dict[str, tuple[str, bool] | None] = {}
+        for index, use in enumerate(uses):
+            if use.jti not in grants:
+                request_id = await self._grants.request_for_token(use.jti)
+                ended = request_id is not None and await self._ended(request_id, now)
+                grants[use.jti] = (request_id, ended) if request_id is not None else None
+            grant = grants[use.jti]
+            if grant is None:
+                unknown.append(index)
+                continue
+            observed.append(_observation(grant[0], now, use, caller.subject, ended=grant[1]))
+        fresh = await self._usage.observe(observed, batch_id)
+        return ReportOutcome(len(observed) if fresh else 0, tuple(unknown), not fresh)
+
+    async def introspected(self, caller: Identity, result: Introspection) -> None:
+        """An introspection of a token of ours is a use seen by ``caller``; of one no longer
+        active, a refused use after the grant's end."""
+        if result.request_id is None:
+            return
+        active = result.answer.get("active") is True
+        use = ReportedUse("", INTROSPECTION, "allowed" if active else "denied")
+        seen = _observation(
+            result.request_id, self._clock.now(), use, caller.subject, ended=not active
+        )
+        await self._usage.observe([seen])
+
+    async def record_closed(self) -> int:
+        """Record every window that has ended as a ``used`` record; how many were recorded.
+        One replica at a time (a lease): a window is recorded once.
+
+        Raises:
+            DependencyUnavailableError: the store failed; the rest wait for the next pass.
+        """
+        if not await self._lock.acquire(30):
+            return 0
+        now = self._clock.now()
+        recorded = 0
+        for member in await self._usage.closed(_millis(now) - _GRACE_MS):
+            window = await self._usage.read(member)
+            if window is None:
+                continue
+            state = await self._grants.request(window.request_id) or {}
+            # The request remembers its last use: a grant that ends without one is reported.
+            effects = Effects(usage_done=member, request={"last_used": _time(window.last_ms)})
+            drafts = [
+                records.draft(
+                    window.request_id, Event.USED, now, used_data(window), state, effects=effects
+                )
+            ]
+            if window.after_end:
+                finding = {
+                    "finding": USED_AFTER_END,
+                    "message": f"{window.after_end} uses after the grant ended "
+                    "(revoked or expired), refused or not",
+                    "action": "alerted",
+                }
+                drafts.append(
+                    records.draft(window.request_id, Event.RECONCILED, now, finding, state)
+                )
+            await self._ledger.append(drafts)
+            if window.after_end:
+                await self._alerts.alert(USED_AFTER_END, window.request_id, drafts[-1].data)
+            recorded += 1
+        return recorded
+
+    async def _ended(self, request_id: str, now: datetime) -> bool:
+        state = await self._grants.request(request_id)
+        if state is None or state.get("status") not in IN_FORCE:
+            return True
+        expires = state.get("expires_at")
+        return expires is not None and parse_time(expires) <= now
+
+
+def used_data(window: WindowUse) -> dict[str, object]:
+    """The ``used`` record's data: the window, first and last use, and what was done."""
+    return {
+        "window": {"start": _time(window.start_ms), "end": _time(window.end_ms)},
+        "first_use": _time(window.first_ms),
+        "last_use": _time(window.last_ms),
+        **window.evidence(),
+    }
+
+
+def _observation(
+    request_id: str, now: datetime, use: ReportedUse, reporter: str, *, ended: bool
+) -> Observation:
+    return Observation(
+        request_id=request_id,
+        at_ms=_millis(now),
+        operation=use.operation,
+        resource=use.resource,
+        outcome=use.outcome,
+        reporter=reporter,
+        after_end=ended,
+    )
+
+
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _time(millis: int) -> str:
+    return format_time(datetime.fromtimestamp(millis / 1000, tz=UTC))

@@ -1,0 +1,194 @@
+"""Usage evidence through a served broker: what resource servers report and what introspection
+shows lands on the grant's lineage as ``used`` records, one per window, and the export still
+verifies."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tests.conftest import Served, export, serve, verify
+
+pytestmark = pytest.mark.e2e
+
+CI = "spiffe://example.org/ci-runner"
+RESOURCE_SERVER = "spiffe://example.org/resource-server"
+BODY = {"target": "postgres://orders-db", "role": "db-read", "ttl_seconds": 600}
+
+
+@pytest.fixture
+def broker(tmp_path: Path, redis_url: str) -> Iterator[Served]:
+    served = serve(
+        tmp_path / "home", redis_url=redis_url, extra_env={"GRANTLINE_USAGE_WINDOW_SECONDS": "1"}
+    )
+    yield served
+    served.stop()
+
+
+def grant(served: Served) -> tuple[str, str, str]:
+    """A JWT grant: its request id, token and jti."""
+    with served.client(CI) as client:
+        response = client.post("/v1/access-requests", json=BODY)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    token = body["credential"]["token"]
+    with served.client(RESOURCE_SERVER) as client:
+        claims = client.post("/v1/introspect", json={"token": token}).json()
+    return body["request_id"], token, claims["jti"]
+
+
+def report(
+    served: Served, uses: list[dict[str, Any]], batch_id: str | None = None
+) -> httpx.Response:
+    with served.client(RESOURCE_SERVER) as client:
+        return client.post(
+            "/v1/usage",
+            json={"batch_id": batch_id or secrets.token_hex(12), "observations": uses},
+        )
+
+
+def used_records(
+    served: Served, request_id: str, at_least: int, timeout: float = 15
+) -> list[dict[str, Any]]:
+    """The grant's ``used`` records, once there are ``at_least`` of them."""
+    deadline = time.monotonic() + timeout
+    with served.client(CI) as client:
+        while True:
+            lineage = client.get(f"/v1/access-requests/{request_id}/lineage").json()
+            used = [r for r in lineage["records"] if r["event"] == "used"]
+            if len(used) >= at_least or time.monotonic() > deadline:
+                return [r["data"] for r in used]
+            time.sleep(0.3)
+
+
+def test_reported_uses_are_recorded_per_window_on_the_grants_lineage(
+    broker: Served, tmp_path: Path
+) -> None:
+    request_id, _, jti = grant(broker)
+    introspected = used_records(broker, request_id, 1)
+    assert introspected[0]["operations"] == {"introspect": 1}
+    uses = [
+        {"jti": jti, "operation": "GET", "resource": "/orders/1", "outcome": "allowed"},
+        {"jti": jti, "operation": "GET", "resource": "/orders/2", "outcome": "allowed"},
+        {"jti": jti, "operation": "GET", "resource": "/orders/1", "outcome": "allowed"},
+        {"jti": jti, "operation": "DELETE", "resource": "/orders/1", "outcome": "denied"},
+    ]
+    answer = report(broker, uses)
+    assert answer.status_code == 202, answer.text
+    assert answer.json() == {"accepted": 4, "unknown": [], "duplicate": False}
+    recorded = used_records(broker, request_id, 2)[1]
+    assert recorded["count"] == 4
+    assert recorded["operations"] == {"DELETE": 1, "GET": 3}
+    assert recorded["outcomes"] == {"allowed": 3, "denied": 1}
+    assert recorded["resources"] == ["/orders/1", "/orders/2"]
+    assert recorded["reporters"] == [RESOURCE_SERVER]
+    assert recorded["after_end"] == 0
+    assert recorded["window"]["start"] <= recorded["first_use"] <= recorded["last_use"]
+    assert recorded["last_use"] <= recorded["window"]["end"]
+    lines = export(broker, tmp_path / "export.jsonl")
+    code, output = verify(broker, tmp_path / "export.jsonl")
+    assert code == 0, output
+    events = [json.loads(line)["event"] for line in lines if line.startswith(b"{")]
+    assert events.count("used") == 2
+
+
+def test_a_retried_batch_counts_once_and_unknown_tokens_are_named(broker: Served) -> None:
+    request_id, _, jti = grant(broker)
+    used_records(broker, request_id, 1)  # the introspection's window, recorded first
+    use = {"jti": jti, "operation": "GET", "outcome": "allowed"}
+    stranger = {"jti": "not-a-grantline-jti", "operation": "GET", "outcome": "allowed"}
+    batch = secrets.token_hex(12)
+    first = report(broker, [use, stranger, use], batch)
+    again = report(broker, [use, stranger, use], batch)
+    assert first.json() == {"accepted": 2, "unknown": [1], "duplicate": False}
+    assert again.json() == {"accepted": 0, "unknown": [1], "duplicate": True}
+    assert used_records(broker, request_id, 2)[1]["count"] == 2
+
+
+def test_use_after_revocation_is_counted_as_after_the_end(broker: Served) -> None:
+    request_id, token, jti = grant(broker)
+    used_records(broker, request_id, 1)
+    with broker.client(CI) as client:
+        revoked = client.post(f"/v1/access-requests/{request_id}/revoke", json={"reason": "done"})
+    assert revoked.status_code == 200, revoked.text
+    with broker.client(RESOURCE_SERVER) as client:
+        assert client.post("/v1/introspect", json={"token": token}).json() == {"active": False}
+    report(broker, [{"jti": jti, "operation": "GET", "outcome": "denied"}])
+    late = used_records(broker, request_id, 2)[1]
+    assert late["after_end"] == 2
+    assert late["outcomes"] == {"denied": 2}
+    assert late["operations"] == {"GET": 1, "introspect": 1}
+    with broker.client(CI) as client:
+        lineage = client.get(f"/v1/access-requests/{request_id}/lineage").json()["records"]
+    events = [r["event"] for r in lineage]
+    assert events[-2:] == ["used", "reconciled"]
+    assert lineage[-1]["data"]["finding"] == "used_after_end"
+
+
+def test_a_grant_that_expires_unused_is_reported_and_a_used_one_is_not(
+    tmp_path: Path, redis_url: str
+) -> None:
+    served = serve(
+        tmp_path / "home",
+        redis_url=redis_url,
+        extra_env={
+            "GRANTLINE_USAGE_WINDOW_SECONDS": "1",
+            "GRANTLINE_USAGE_EXPECTED": "true",
+            "GRANTLINE_RECONCILE_GRACE_SECONDS": "0",
+        },
+    )
+    try:
+        with served.client(CI) as client:
+            unused = client.post("/v1/access-requests", json={**BODY, "ttl_seconds": 2}).json()
+            used = client.post("/v1/access-requests", json={**BODY, "ttl_seconds": 2}).json()
+        with served.client(RESOURCE_SERVER) as client:
+            client.post("/v1/introspect", json={"token": used["credential"]["token"]})
+        used_records(served, used["request_id"], 1)
+        time.sleep(2.5)
+        with served.client("user:operator") as client:
+            passed = client.post("/v1/reconcile").json()
+        assert passed["findings"] == {"never_used": 1}, passed
+        with served.client(CI) as client:
+            lineage = client.get(f"/v1/access-requests/{unused['request_id']}/lineage").json()
+            other = client.get(f"/v1/access-requests/{used['request_id']}/lineage").json()
+        last = lineage["records"][-1]
+        assert (last["event"], last["data"]["finding"]) == ("reconciled", "never_used")
+        assert [r["event"] for r in other["records"]][-1] == "expired"
+    finally:
+        served.stop()
+
+
+def test_only_resource_servers_may_report_and_bad_reports_say_what_is_wrong(
+    broker: Served,
+) -> None:
+    _, _, jti = grant(broker)
+    use = {"jti": jti, "operation": "GET", "outcome": "allowed"}
+    with broker.client(CI) as client:
+        refused = client.post(
+            "/v1/usage", json={"batch_id": secrets.token_hex(12), "observations": [use]}
+        )
+    assert refused.status_code == 403
+    assert "resource-servers" in refused.json()["error"]["message"]
+    for body, what in (
+        ({"batch_id": "short", "observations": [use]}, "batch_id"),
+        ({"batch_id": secrets.token_hex(12), "observations": []}, "observations"),
+        (
+            {"batch_id": secrets.token_hex(12), "observations": [{**use, "outcome": "maybe"}]},
+            "outcome",
+        ),
+        (
+            {"batch_id": secrets.token_hex(12), "observations": [{**use, "operation": "a b"}]},
+            "operation",
+        ),
+    ):
+        with broker.client(RESOURCE_SERVER) as client:
+            answer = client.post("/v1/usage", json=body)
+        assert 400 <= answer.status_code < 500, answer.text
+        assert what in answer.text
+    assert httpx.post(f"{broker.url}/v1/usage", json={}).status_code == 401
