@@ -152,6 +152,9 @@ def _walk_grant(answers: Answers, ids: dict[str, str]) -> None:
     reported = answers.call("reportUsage", "POST", "/v1/usage", RESOURCE_SERVER, **usage)
     assert reported.status_code == 202
     assert answers.call("reportUsage", "POST", "/v1/usage", CI, **usage).status_code == 403
+    outcome = {"json": {"action": "read orders", "result": "succeeded"}}
+    reported = answers.call("reportOutcome", "POST", f"{base}/outcome", CI, **outcome)
+    assert reported.status_code == 201
     why = {"json": {"reason": "done"}}
     assert (
         answers.call("revokeAccessRequest", "POST", f"{base}/revoke", CI, **why).json()["already"]

@@ -192,3 +192,41 @@ def test_only_resource_servers_may_report_and_bad_reports_say_what_is_wrong(
         assert 400 <= answer.status_code < 500, answer.text
         assert what in answer.text
     assert httpx.post(f"{broker.url}/v1/usage", json={}).status_code == 401
+
+
+def test_the_holder_reports_the_outcome_of_the_action_on_the_lineage(
+    broker: Served, tmp_path: Path
+) -> None:
+    request_id, _, _ = grant(broker)
+    outcome = {"action": "export orders", "result": "succeeded", "changed": ["s3://x/q3.csv"]}
+    with broker.client(CI) as client:
+        recorded = client.post(f"/v1/access-requests/{request_id}/outcome", json=outcome)
+        bad = client.post(
+            f"/v1/access-requests/{request_id}/outcome", json={**outcome, "result": "meh"}
+        )
+        denied = client.post(
+            "/v1/access-requests", json={**BODY, "role": "db-admin", "break_glass": False}
+        )
+    assert recorded.status_code == 201, recorded.text
+    assert recorded.json()["event"] == "outcome"
+    assert bad.status_code == 422 and "result" in bad.text
+    with broker.client("user:auditor") as client:
+        assert (
+            client.post(f"/v1/access-requests/{request_id}/outcome", json=outcome).status_code
+            == 403
+        )
+    with broker.client("spiffe://example.org/someone-else") as client:
+        assert (
+            client.post(f"/v1/access-requests/{request_id}/outcome", json=outcome).status_code
+            == 404
+        )
+    unissued = denied.json()["request_id"]
+    with broker.client(CI) as client:
+        refused = client.post(f"/v1/access-requests/{unissued}/outcome", json=outcome)
+        records = client.get(f"/v1/access-requests/{request_id}/lineage").json()["records"]
+    assert refused.status_code == 409
+    last = records[-1]
+    assert last["event"] == "outcome" and last["seq"] == recorded.json()["seq"]
+    assert last["data"]["by"] == CI and last["data"]["changed"] == ["s3://x/q3.csv"]
+    export(broker, tmp_path / "export.jsonl")
+    assert verify(broker, tmp_path / "export.jsonl")[0] == 0

@@ -280,6 +280,16 @@ class Revocation(Closed):
     already: bool
 
 
+class OutcomeRecorded(Closed):
+    """The ``outcome`` record's place in the log."""
+
+    model_config = examples({"request_id": REQUEST_ID, "event": "outcome", "seq": 42})
+
+    request_id: str
+    event: Literal["outcome"]
+    seq: int
+
+
 class UsageAccepted(Closed):
     """What a usage report counted."""
 

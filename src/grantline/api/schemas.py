@@ -152,6 +152,30 @@ class IntrospectBody(_Strict):
     token: str = Field(min_length=1, max_length=16384)
 
 
+class OutcomeBody(_Strict):
+    """What the action a grant served did, as the agent (or workload) that held it reports."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "action": "export the Q3 orders",
+                    "result": "succeeded",
+                    "changed": ["s3://reports/q3.csv"],
+                    "summary": "12,408 rows written",
+                }
+            ]
+        }
+    )
+
+    action: str = Field(min_length=1, max_length=256, description="what was done")
+    result: Literal["succeeded", "failed", "partial"]
+    changed: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=32, description="what it changed"
+    )
+    summary: str | None = Field(default=None, max_length=1024)
+
+
 class UseBody(_Strict):
     """One use of a Grantline JWT at a resource server."""
 

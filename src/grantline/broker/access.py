@@ -103,6 +103,10 @@ class Log(Protocol):
     async def lineage(self, request_id: str) -> list[bytes]: ...
 
 
+# Statuses of a request whose credential was issued at some point.
+_ISSUED_ONCE = frozenset({Status.ISSUED, Status.REVOCATION_PENDING, Status.REVOKED, Status.EXPIRED})
+
+
 class TokenIntrospector(Protocol):
     def claims_of(self, token: str, *, allow_expired: bool = False) -> Mapping[str, Any] | None:
         """The claims of a token this broker signed and that has not expired (or, with
@@ -703,6 +707,28 @@ class Broker:
         await self._ledger.append(
             [records.draft(request_id, Event.NOTIFICATION_FAILED, now, data, state)]
         )
+
+    async def record_outcome(
+        self, caller: Identity, request_id: str, report: Mapping[str, Any]
+    ) -> int:
+        """Record what the action a grant served did; the record's seq.
+
+        Raises:
+            NotFoundError: no such request the caller may see.
+            ForbiddenError: the caller neither asked for the grant nor is its principal.
+            ConflictError: no credential was ever issued for the request.
+        """
+        state = await self._readable_state(caller, request_id)
+        if caller.subject not in (state.get("subject"), state.get("requested_by")):
+            raise ForbiddenError("only the grant's holder or its principal may report its outcome")
+        if state.get("status") not in _ISSUED_ONCE:
+            raise ConflictError(
+                f"request {request_id} is {state.get('status')}: nothing was issued"
+            )
+        data = {"by": caller.subject, **report}
+        draft = records.draft(request_id, Event.OUTCOME, self._clock.now(), data, state)
+        line = (await self._ledger.append([draft]))[0]
+        return int(json.loads(line)["seq"])
 
     async def introspect(self, token: str) -> dict[str, Any]:
         """RFC 7662: active only for an unexpired token of ours whose grant is still issued."""

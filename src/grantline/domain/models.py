@@ -60,6 +60,7 @@ class Event(enum.StrEnum):
     NOTIFICATION_FAILED = "notification_failed"
     ISSUED = "issued"
     USED = "used"  # the credential's uses in one window, as resource servers reported them
+    OUTCOME = "outcome"  # what the action the access served did, as its holder reports
     FAILED = "failed"
     REVOCATION_FAILED = "revocation_failed"
     REVOKED = "revoked"

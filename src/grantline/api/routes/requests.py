@@ -14,7 +14,7 @@ from grantline.api.audit_responses import Lineage
 from grantline.api.auth import caller, runtime_of
 from grantline.api.errors import error_body
 from grantline.api.openapi import NO_STORE, errors
-from grantline.api.schemas import AccessRequestBody, IntrospectBody, ReasonBody
+from grantline.api.schemas import AccessRequestBody, IntrospectBody, OutcomeBody, ReasonBody
 from grantline.config import Runtime
 from grantline.domain.errors import AuthenticationError, InvalidRequestError
 from grantline.domain.jwk import public_jwk, thumbprint
@@ -280,6 +280,26 @@ async def revoke(
     """Revoke at the source, and record who did it and why. When the issuer fails (503
     `revocation_pending`) the grant stays in force and the reconciler retries."""
     return await runtime_of(request).broker.revoke(identity, request_id, body.reason)
+
+
+@router.post(
+    "/access-requests/{request_id}/outcome",
+    operation_id="reportOutcome",
+    summary="Report what the action a grant served did",
+    response_model=None,
+    status_code=201,
+    responses={201: {"model": bodies.OutcomeRecorded}, **errors(404, 409, *_WITH_BODY)},
+)
+async def outcome(
+    request_id: str, body: OutcomeBody, request: Request, identity: Caller
+) -> JSONResponse:
+    """Recorded as an ``outcome`` record on the request's lineage, after its credential: by
+    the requester (an agent, or the workload itself) or the principal an agent acted for."""
+    report = {"action": body.action, "result": body.result, "changed": body.changed}
+    if body.summary is not None:
+        report["summary"] = body.summary
+    seq = await runtime_of(request).broker.record_outcome(identity, request_id, report)
+    return JSONResponse({"request_id": request_id, "event": "outcome", "seq": seq}, status_code=201)
 
 
 _TOKEN_FORM = {
