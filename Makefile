@@ -38,6 +38,7 @@ bench: $(STAMP)  ## benchmarks: the broker beside its baselines, in one run (nee
 	$(BIN)/python bench/bench_verify.py
 	$(BIN)/python bench/bench_export.py
 	$(BIN)/python bench/bench_observability.py
+	$(BIN)/python bench/bench_usage.py
 	$(BIN)/python bench/summary.py
 
 soak: $(STAMP)  ## the fault and attack suites, ten times longer than in CI

@@ -55,6 +55,24 @@ ROWS = [
     ),
     ("append", "append p99, 3 replicas", "three_p99_ms", "bare_p99_ms", "ms", None, None),
     ("export", "audit export", "export_rps", "raw_read_rps", "records/s", "ratio", None),
+    (
+        "usage",
+        "verify + usage record p50",
+        "verify_usage_p50_us",
+        "verify_p50_us",
+        "µs",
+        "ratio_p50",
+        None,
+    ),
+    (
+        "usage",
+        "resource app with reporter",
+        "served_usage_rps",
+        "served_rps",
+        "req/s",
+        "served_ratio",
+        None,
+    ),
 ]
 
 

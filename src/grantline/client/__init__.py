@@ -1,13 +1,14 @@
 """The Grantline client: ask a broker for credentials, and verify them at a resource server.
 
 Workloads and agents use :class:`GrantlineClient` (or :class:`AsyncGrantlineClient`) with a
-token source; resource servers use :class:`GrantVerifier` (or :class:`AsyncGrantVerifier`).
+token source; resource servers use :class:`GrantVerifier` (or :class:`AsyncGrantVerifier`), and
+report each use of a grant with :class:`UsageReporter` (or :class:`AsyncUsageReporter`).
 Only ``grantline.domain`` (pure Python) is imported from the rest of Grantline, with httpx,
 PyJWT and cryptography. See docs/client.md.
 """
 
 from grantline.client.async_client import AsyncGrantlineClient
-from grantline.client.calls import AgentBlock, CredentialOptions, RequestOptions
+from grantline.client.calls import AgentBlock, CredentialOptions, OutcomeResult, RequestOptions
 from grantline.client.errors import (
     AccessDeniedError,
     ApprovalRequiredError,
@@ -30,9 +31,11 @@ from grantline.client.models import (
     Credential,
     Decision,
     Grant,
+    OutcomeReceipt,
     Pending,
     RequestStatus,
     Revocation,
+    UsageReceipt,
 )
 from grantline.client.pop import (
     ProofOfPossessionError,
@@ -50,6 +53,7 @@ from grantline.client.tokens import (
     StaticTokenSource,
     TokenSource,
 )
+from grantline.client.usage import AsyncUsageReporter, UsageReporter
 from grantline.client.verification import VerificationPolicy, VerifiedGrant
 from grantline.client.verifier import AsyncGrantVerifier, GrantVerifier
 
@@ -62,6 +66,7 @@ __all__ = [
     "ApprovalTimeoutError",
     "AsyncGrantVerifier",
     "AsyncGrantlineClient",
+    "AsyncUsageReporter",
     "AuthenticationFailedError",
     "BrokerUnavailableError",
     "CallableTokenSource",
@@ -79,6 +84,8 @@ __all__ = [
     "InvalidGrantError",
     "InvalidRequestError",
     "NotFoundError",
+    "OutcomeReceipt",
+    "OutcomeResult",
     "Pending",
     "PermissionDeniedError",
     "ProofOfPossessionError",
@@ -92,6 +99,8 @@ __all__ = [
     "TokenSource",
     "TokenUnavailableError",
     "UnexpectedResponseError",
+    "UsageReceipt",
+    "UsageReporter",
     "VerificationPolicy",
     "VerifiedGrant",
     "make_dpop_proof",

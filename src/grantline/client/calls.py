@@ -10,10 +10,10 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 from urllib.parse import quote
 
 import httpx
@@ -33,14 +33,18 @@ from grantline.client.errors import (
 )
 from grantline.client.models import (
     Grant,
+    OutcomeReceipt,
     Pending,
     RequestStatus,
     Revocation,
+    UsageReceipt,
     decision_from,
     grant_from,
+    outcome_receipt_from,
     pending_from,
     revocation_from,
     status_from,
+    usage_receipt_from,
 )
 from grantline.client.pop import DpopPrivateKey, DpopPublicKey, public_jwk_of
 from grantline.client.retry import RETRYABLE_STATUSES, Safety, may_have_reached
@@ -60,6 +64,10 @@ _BY_STATUS: Mapping[int, type[GrantlineClientError]] = {
     415: InvalidRequestError,
     422: InvalidRequestError,
 }
+
+
+OutcomeResult = Literal["succeeded", "failed", "partial"]
+"""How the action a grant served ended, as its holder reports it."""
 
 
 class AgentBlock(TypedDict, total=False):
@@ -150,6 +158,23 @@ def revoke(request_id: str, reason: str) -> Call:
     return Call("POST", f"/v1/access-requests/{_segment(request_id)}/revoke", {"reason": reason})
 
 
+def outcome(
+    request_id: str,
+    action: str,
+    result: OutcomeResult,
+    changed: Sequence[str] = (),
+    summary: str | None = None,
+) -> Call:
+    """``POST .../outcome``. Each report is a new record on the lineage, so never sent twice."""
+    if isinstance(changed, str):
+        raise TypeError("changed is a list of what was changed, not one string")
+    body: dict[str, Any] = {"action": action, "result": result, "changed": list(changed)}
+    if summary is not None:
+        body["summary"] = summary
+    path = f"/v1/access-requests/{_segment(request_id)}/outcome"
+    return Call("POST", path, body, Safety.ONCE)
+
+
 def decide(request_id: str, verdict: str, reason: str) -> Call:
     """``approve`` or ``reject``: approving twice is refused (409), so never sent twice."""
     if verdict not in ("approve", "reject"):
@@ -160,6 +185,12 @@ def decide(request_id: str, verdict: str, reason: str) -> Call:
 
 def introspect(token: str) -> Call:
     return Call("POST", "/v1/introspect", {"token": token})
+
+
+def usage(batch_id: str, observations: Sequence[Mapping[str, Any]]) -> Call:
+    """``POST /v1/usage``. The broker ignores a ``batch_id`` it has seen, so a batch sent
+    again with the same id never counts twice: it is retried like a read."""
+    return Call("POST", "/v1/usage", {"batch_id": batch_id, "observations": list(observations)})
 
 
 JWKS = Call("GET", "/.well-known/jwks.json", authenticated=False)
@@ -195,11 +226,23 @@ def read_revocation(response: httpx.Response) -> Revocation:
     return revocation_from(_ok(response))
 
 
+def read_outcome(response: httpx.Response) -> OutcomeReceipt:
+    if response.status_code != 201:
+        raise error_from(response)
+    return outcome_receipt_from(_json(response))
+
+
 def read_introspection(response: httpx.Response) -> dict[str, Any]:
     body = _ok(response)
     if not isinstance(body, dict) or not isinstance(body.get("active"), bool):
         raise UnexpectedResponseError('introspection: expected {"active": true|false, ...}')
     return body
+
+
+def read_usage(response: httpx.Response) -> UsageReceipt:
+    if response.status_code != 202:
+        raise error_from(response)
+    return usage_receipt_from(_json(response))
 
 
 def read_jwks(response: httpx.Response) -> dict[str, Any]:

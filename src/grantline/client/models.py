@@ -129,6 +129,24 @@ class Revocation:
     already: bool
 
 
+@dataclass(frozen=True, slots=True)
+class UsageReceipt:
+    """The broker's answer to a usage report: how many observations it took, the indexes
+    of those whose ``jti`` it never issued, and whether it had seen the batch before."""
+
+    accepted: int
+    unknown: tuple[int, ...]
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeReceipt:
+    """Where an ``outcome`` record landed: its request and its place in the log."""
+
+    request_id: RequestId
+    seq: int
+
+
 def decision_from(raw: Any) -> Decision:
     body = _object(raw, "decision")
     reasons = body.get("reasons", [])
@@ -194,6 +212,24 @@ def status_from(raw: Any) -> RequestStatus:
 def revocation_from(raw: Any) -> Revocation:
     body = _object(raw, "response")
     return Revocation(_request_id(body), _str(body, "status"), body.get("already") is True)
+
+
+def usage_receipt_from(raw: Any) -> UsageReceipt:
+    body = _object(raw, "usage receipt")
+    accepted, unknown = body.get("accepted"), _list(body.get("unknown", []), "unknown")
+    if isinstance(accepted, bool) or not isinstance(accepted, int):
+        raise UnexpectedResponseError("accepted: expected a count")
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in unknown):
+        raise UnexpectedResponseError("unknown: expected observation indexes")
+    return UsageReceipt(accepted, tuple(unknown), body.get("duplicate") is True)
+
+
+def outcome_receipt_from(raw: Any) -> OutcomeReceipt:
+    body = _object(raw, "outcome receipt")
+    seq = body.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int):
+        raise UnexpectedResponseError("seq: expected the record's place in the log")
+    return OutcomeReceipt(_request_id(body), seq)
 
 
 def _factor(raw: Any) -> Factor:

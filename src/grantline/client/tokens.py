@@ -109,7 +109,11 @@ class CallableTokenSource:
         return f"CallableTokenSource({self._function!r})"
 
 
-def token_source(source: TokenSource | Callable[[], str] | str) -> TokenSource:
+# What the client and verifiers accept as ``token=``.
+TokenInput = TokenSource | Callable[[], str] | str
+
+
+def token_source(source: TokenInput) -> TokenSource:
     """A :class:`TokenSource` from a source, a plain callable or a fixed token string."""
     if isinstance(source, str):
         return StaticTokenSource(source)

@@ -28,8 +28,6 @@ PURPOSE_MEMBER = "grantline_purpose"
 TOKEN_PURPOSE = "token"  # noqa: S105 — a purpose name, not a secret
 _REQUIRED = ("iss", "sub", "aud", "iat", "exp", "jti", "role", "request_id")
 _PYJWT_CODES: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
-    (jwt.InvalidAudienceError, "wrong_audience"),
-    (jwt.InvalidIssuerError, "wrong_issuer"),
     (jwt.MissingRequiredClaimError, "missing_claim"),
     (jwt.InvalidSignatureError, "bad_signature"),
     (jwt.DecodeError, "malformed_token"),
@@ -185,18 +183,23 @@ class GrantChecks:
             raise InvalidGrantError("the token header names no kid", code="unknown_key")
         return Header(kid, alg)
 
-    def claims(self, token: str, key: jwt.PyJWK, header: Header) -> dict[str, Any]:
-        """The verified claims. Raises InvalidGrantError naming the failed check."""
+    def signed(self, token: str, key: jwt.PyJWK, header: Header) -> dict[str, Any]:
+        """The claims of a token whose signature verified with ``key``, every required claim
+        present and of its type (``iat`` is not compared: ``nbf`` says when a token starts),
+        before any other check. A refusal after this point is about a token the broker
+        issued, so its ``jti`` may be reported as used; before it, anyone could have made
+        the ``jti`` up. Raises InvalidGrantError naming the failed check."""
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key=key.key,
                 algorithms=[header.alg],
-                audience=list(self.audience),
-                issuer=self.issuer,
-                # Times are checked below against the injected clock, with the leeway.
+                # iss, aud and the times are checked by hold(), the times against the
+                # injected clock, with the leeway.
                 options={
                     "require": list(_REQUIRED),
+                    "verify_iss": False,
+                    "verify_aud": False,
                     "verify_exp": False,
                     "verify_nbf": False,
                     "verify_iat": False,
@@ -205,11 +208,31 @@ class GrantChecks:
         except jwt.PyJWTError as exc:
             code = next((c for kind, c in _PYJWT_CODES if isinstance(exc, kind)), "invalid_token")
             raise InvalidGrantError(f"the token is refused: {exc}", code=code) from exc
-        self._check_times(claims)
         for name in ("sub", "jti", "role", "request_id"):
             if not isinstance(claims[name], str) or not claims[name]:
                 raise InvalidGrantError(f"claim {name} is not a string", code="missing_claim")
+        for name in ("iat", "exp", "nbf"):
+            if name in claims:
+                claim_time(claims, name)
         return claims
+
+    def hold(self, claims: Mapping[str, Any]) -> None:
+        """Check ``iss``, ``aud``, ``exp`` and ``nbf`` of :meth:`signed` claims.
+
+        Raises InvalidGrantError: ``wrong_issuer``, ``wrong_audience``, ``expired``,
+        ``not_yet_valid``.
+        """
+        if claims["iss"] != self.issuer:
+            raise InvalidGrantError("the token is refused: wrong issuer", code="wrong_issuer")
+        aud = claims["aud"]
+        audiences = [aud] if isinstance(aud, str) else aud
+        if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
+            raise InvalidGrantError("claim aud is not a string or list", code="wrong_audience")
+        if not set(self.audience).intersection(audiences):
+            raise InvalidGrantError(
+                "the token is refused: its audience is not this server", code="wrong_audience"
+            )
+        self._check_times(claims)
 
     def binding(
         self,
@@ -252,7 +275,6 @@ class GrantChecks:
     def _check_times(self, claims: Mapping[str, Any]) -> None:
         now = self.clock.now()
         leeway = self.policy.leeway
-        claim_time(claims, "iat")  # a NumericDate, though not compared: nbf says when it starts
         if now >= claim_time(claims, "exp") + leeway:
             raise InvalidGrantError("the token has expired", code="expired")
         if "nbf" in claims and now + leeway < claim_time(claims, "nbf"):

@@ -25,6 +25,7 @@ from grantline.report.tallies import (
     FindingTally,
     GrantTally,
     TtlTally,
+    UsageTally,
     cap_named_in,
 )
 from grantline.report.timeline import TimelineCounter
@@ -101,6 +102,7 @@ class Figures:
         self._approvals = ApprovalTally()
         self._credentials = CredentialTally()
         self._findings = FindingTally(limit=_MAX_ITEMS)
+        self._usage = UsageTally()
         self._ttl = TtlTally()
         self._other: Counter[str] = Counter()
         self._by_agent: Counter[str] = Counter()
@@ -241,11 +243,27 @@ class Figures:
         grants.agent += bool(request.agent)
         grants.key_bound += isinstance(line.data.get("cnf"), Mapping)
         self._timeline.grant(line.at_ms)
+        self._usage.issued += 1
+
+    def _used(self, request: _Request, line: _Record) -> None:
+        ref = request.ref(line.request_id, line.seq)
+        self._usage.use(line.request_id, ref, line.data)
+
+    def _outcome(self, request: _Request, line: _Record) -> None:
+        result = text(line.data.get("result")) or "unknown"
+        action = text(line.data.get("action"))
+        self._usage.results.add(result, request.ref(line.request_id, line.seq, action))
+
+    def _ended(self, request: _Request, line: _Record) -> None:
+        # A grant that ends in the log with no use recorded before.
+        if line.request_id not in self._usage.used:
+            self._usage.ended_unused.add(request.role, request.ref(line.request_id, line.seq))
 
     def _collected(self, request: _Request, line: _Record) -> None:
         self._grants.collected += 1
 
     def _revoked(self, request: _Request, line: _Record) -> None:
+        self._ended(request, line)
         credentials = self._credentials
         before = request.expires_ms is None or line.at_ms < request.expires_ms
         credentials.revoked_before += before
@@ -268,6 +286,7 @@ class Figures:
             request.status = "expired_waiting_approval"
             return
         self._credentials.expired += 1
+        self._ended(request, line)
         self._findings.expired_recorded += line.data.get("source") == "reconciler"
         request.status = "expired"
 
@@ -307,6 +326,7 @@ class Figures:
             break_glass=self._break_glass(),
             time_to_issue=self._grants.time_to_issue(),
             credentials=self._credentials.summary(self._top),
+            usage=self._usage.summary(self._top),
             reconciler=self._findings.summary(),
             findings=tuple(self._findings.items),
             ttl=self._ttl.summary(),
@@ -372,6 +392,8 @@ _HANDLERS: dict[str, _Handler] = {
     "failed": Figures._failed,
     "reviewed": Figures._reviewed,
     "reconciled": Figures._reconciled,
+    "used": Figures._used,
+    "outcome": Figures._outcome,
 }
 
 

@@ -145,6 +145,23 @@ class Credentials:
 
 
 @dataclass(frozen=True, slots=True)
+class Usage:
+    """Were the grants used: ``used`` records (resource servers, introspection, OpenBao's
+    audit log) and ``outcome`` records (what the actions they served did)."""
+
+    issued: int
+    used: int
+    # Issued grants that ended (revoked or expired) with no use recorded.
+    ended_unused: tuple[Count, ...]
+    uses: int
+    after_end: int
+    by_operation: tuple[Count, ...]
+    by_outcome: tuple[Count, ...]
+    most_used: tuple[Count, ...]  # by request: key is the request id, count its uses
+    outcomes: tuple[Count, ...]  # reported outcomes by result
+
+
+@dataclass(frozen=True, slots=True)
 class Reconciler:
     findings: int
     by_finding: tuple[Count, ...]
@@ -196,6 +213,7 @@ class Summary:
     break_glass: BreakGlass
     time_to_issue: TimeToIssue
     credentials: Credentials
+    usage: Usage
     reconciler: Reconciler
     findings: tuple[Ref, ...]
     ttl: tuple[TtlRow, ...]

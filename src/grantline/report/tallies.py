@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from grantline.report.summary import (
     Approvals,
@@ -20,6 +21,7 @@ from grantline.report.summary import (
     Ref,
     TimeToIssue,
     TtlRow,
+    Usage,
     counter_percentile,
     counts,
     distribution,
@@ -226,6 +228,55 @@ class CredentialTally:
             revocation_failed=self.revocation_failed,
             failed=self.failed.counter.total(),
             failed_by_code=self.failed.top(top),
+        )
+
+
+@dataclass
+class UsageTally:
+    issued: int = 0
+    used: set[str] = field(default_factory=set)
+    ended_unused: Examples = field(default_factory=Examples)
+    uses: int = 0
+    after_end: int = 0
+    operations: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    by_request: Counter[str] = field(default_factory=Counter)
+    refs: dict[str, Ref] = field(default_factory=dict)
+    results: Examples = field(default_factory=Examples)
+
+    def use(self, request_id: str, ref: Ref, data: Mapping[str, Any]) -> None:
+        count = data.get("count")
+        count = count if isinstance(count, int) and not isinstance(count, bool) else 0
+        self.used.add(request_id)
+        self.uses += count
+        self.by_request[request_id] += count
+        self.refs.setdefault(request_id, ref)
+        after = data.get("after_end")
+        self.after_end += after if isinstance(after, int) and not isinstance(after, bool) else 0
+        for name, into in (("operations", self.operations), ("outcomes", self.outcomes)):
+            member = data.get(name)
+            if isinstance(member, Mapping):
+                for key, value in member.items():
+                    if isinstance(value, int) and not isinstance(value, bool):
+                        into[str(key)] += value
+
+    def summary(self, top: int) -> Usage:
+        most = [
+            Count(request_id, uses, (self.refs[request_id],))
+            for request_id, uses in sorted(
+                self.by_request.items(), key=lambda item: (-item[1], item[0])
+            )[:top]
+        ]
+        return Usage(
+            issued=self.issued,
+            used=len(self.used),
+            ended_unused=self.ended_unused.top(top),
+            uses=self.uses,
+            after_end=self.after_end,
+            by_operation=counts(self.operations, top),
+            by_outcome=counts(self.outcomes),
+            most_used=tuple(most),
+            outcomes=self.results.top(top),
         )
 
 

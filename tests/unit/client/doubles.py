@@ -1,9 +1,10 @@
 """Test doubles for the client's unit tests: a settable clock, a scripted broker behind
-httpx.MockTransport, and tokens signed like the broker signs them."""
+httpx.MockTransport, tokens signed like the broker signs them, and a usage endpoint."""
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from grantline.client import AsyncUsageReporter, RetryPolicy, UsageReporter
 from grantline.client.pop import public_jwk_of
 from grantline.domain.jwk import thumbprint
 
@@ -159,3 +161,57 @@ class Signer:
 
 def jwks(*signers: Signer) -> dict[str, Any]:
     return {"keys": [signer.jwk for signer in signers]}
+
+
+IDENTITY = "resource.server.identity"
+NO_WAIT = RetryPolicy(attempts=3, backoff_seconds=0)
+
+
+def accepted(request: httpx.Request) -> httpx.Response:
+    count = len(json.loads(request.content)["observations"])
+    return httpx.Response(202, json={"accepted": count, "unknown": [], "duplicate": False})
+
+
+class UsageBroker:
+    """``POST /v1/usage`` answering each report with the next reply (the last one repeats);
+    keeps the bodies it was sent. Thread-safe: the reporter's thread posts to it."""
+
+    def __init__(self, *replies: httpx.Response | Exception | Callable[..., httpx.Response]):
+        self.replies = list(replies) or [accepted]
+        self.bodies: list[dict[str, Any]] = []
+        self.headers: list[httpx.Headers] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        assert (request.method, request.url.path) == ("POST", "/v1/usage")
+        with self._lock:
+            self.bodies.append(json.loads(request.content))
+            self.headers.append(request.headers)
+            reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(reply, httpx.Response):
+            return httpx.Response(reply.status_code, headers=reply.headers, content=reply.content)
+        return reply(request)
+
+    def reporter(self, **options: Any) -> UsageReporter:
+        transport = httpx.MockTransport(self)
+        return UsageReporter(
+            BROKER,
+            IDENTITY,
+            http_client=httpx.Client(transport=transport),
+            **{"flush_seconds": 60, "retry": NO_WAIT, "clock": FakeClock(), **options},
+        )
+
+    def async_reporter(self, **options: Any) -> AsyncUsageReporter:
+        transport = httpx.MockTransport(self)
+        client = httpx.AsyncClient(transport=transport)
+        return AsyncUsageReporter(
+            BROKER,
+            IDENTITY,
+            http_client=client,
+            **{"flush_seconds": 60, "retry": NO_WAIT, "clock": FakeClock(), **options},
+        )
+
+    def jtis(self) -> list[list[str]]:
+        return [[o["jti"] for o in body["observations"]] for body in self.bodies]

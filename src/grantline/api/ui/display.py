@@ -49,6 +49,8 @@ TITLES = {
     "approved": "Approved",
     "rejected": "Rejected",
     "issued": "Credential issued",
+    "used": "Used",
+    "outcome": "Outcome reported",
     "collected": "Credential collected",
     "reviewed": "Reviewed",
     "revoked": "Revoked",
@@ -84,6 +86,8 @@ WHO: dict[str, Spec] = {
     "reviewed": _BY,
     "revoked": _BY_SOURCE,
     "revocation_failed": _BY_SOURCE,
+    "used": (("reported by", "reporters", "text"),),
+    "outcome": _BY,
 }
 
 WHAT: dict[str, Spec] = {
@@ -116,6 +120,21 @@ WHAT: dict[str, Spec] = {
         ("expires at", "expires_at", "text"),
         ("handle", "handle", "text"),
         ("bound to key", "cnf.jkt", "text"),
+    ),
+    "used": (
+        ("uses", "count", "text"),
+        ("first use", "first_use", "text"),
+        ("last use", "last_use", "text"),
+        ("operations", "operations", "text"),
+        ("outcomes", "outcomes", "text"),
+        ("resources", "resources", "text"),
+        ("after the grant ended", "after_end", "text"),
+    ),
+    "outcome": (
+        ("action", "action", "text"),
+        ("result", "result", "text"),
+        ("changed", "changed", "text"),
+        ("summary", "summary", "text"),
     ),
     "reviewed": (("reason", "reason", "text"),),
     "revoked": (("reason", "reason", "text"),),
