@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import Served, export, serve, verify
+from tests.conftest import Served, cli, export, serve, verify
 
 pytestmark = pytest.mark.e2e
 
@@ -96,6 +96,18 @@ def test_reported_uses_are_recorded_per_window_on_the_grants_lineage(
     assert code == 0, output
     events = [json.loads(line)["event"] for line in lines if line.startswith(b"{")]
     assert events.count("used") == 2
+    # The auditor's report counts them: one grant, used, 5 uses (the introspection too).
+    env = {**broker.env, "GRANTLINE_TOKEN": broker.token("user:auditor")}
+    out = tmp_path / "report.html"
+    cli(env, "audit", "report", "--out", str(out))
+    usage = json.loads(out.with_suffix(".json").read_text())["figures"]["usage"]
+    assert (usage["issued"], usage["used"], usage["uses"], usage["after_end"]) == (1, 1, 5, 0)
+    assert {c["key"]: c["count"] for c in usage["by_operation"]} == {
+        "GET": 3,
+        "DELETE": 1,
+        "introspect": 1,
+    }
+    assert "Usage: were the grants used" in out.read_text()
 
 
 def test_a_retried_batch_counts_once_and_unknown_tokens_are_named(broker: Served) -> None:
