@@ -94,6 +94,7 @@ def test_reported_uses_are_recorded_per_window_on_the_grants_lineage(
     lines = export(broker, tmp_path / "export.jsonl")
     code, output = verify(broker, tmp_path / "export.jsonl")
     assert code == 0, output
+    assert "usage: 1 grants used (5 uses in 2 used records, 0 after their grant ended)" in output
     events = [json.loads(line)["event"] for line in lines if line.startswith(b"{")]
     assert events.count("used") == 2
     # The auditor's report counts them: one grant, used, 5 uses (the introspection too).

@@ -104,11 +104,21 @@ def run_verify(args: argparse.Namespace) -> int:
         f"{report.records} records in {elapsed:.1f} s ({rate:,.0f} records/s), "
         f"{len(report.findings)} findings"
     )
+    if report.usage:
+        print(_usage_line(report.usage))
     if report.ok:
         print(f"OK: {summary}; signatures, chain, Merkle root, checkpoint and lineage verify")
         return exit_codes.OK
     print(f"FAILED: {summary}", file=sys.stderr)
     return exit_codes.INTEGRITY
+
+
+def _usage_line(usage: Mapping[str, int]) -> str:
+    return (
+        f"usage: {usage.get('grants_used', 0)} grants used ({usage.get('uses', 0)} uses in "
+        f"{usage.get('used_records', 0)} used records, {usage.get('after_end', 0)} after their "
+        f"grant ended); {usage.get('outcome_records', 0)} outcomes reported"
+    )
 
 
 def _verify_bundle(args: argparse.Namespace, keys: Mapping[str, Ed25519PublicKey]) -> int:

@@ -31,6 +31,7 @@ _LINEAGE_DATA = {
     "evaluated": ("decision", "policy_digest"),
     "approval_given": ("approver",),
     "approved": ("by", "approvers", "requirement", "review_due_at"),
+    "used": ("count", "after_end"),
 }
 
 

@@ -10,7 +10,7 @@ import base64
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -74,6 +74,9 @@ class VerifyReport:
     records: int
     findings: tuple[Finding, ...]
     checkpoint: Checkpoint | None
+    # What the records say of use: used and outcome records, grants used, uses, uses after
+    # their grant ended (docs/usage.md).
+    usage: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -95,6 +98,7 @@ class VerifyReport:
                 "records": self.records,
                 "checkpoint": asdict(self.checkpoint) if self.checkpoint else None,
                 "counts": counts,
+                "usage": dict(self.usage),
                 "findings": [asdict(finding) for finding in self.findings],
             },
             sort_keys=True,
@@ -143,6 +147,8 @@ class Verifier:
         # Break-glass grants without a review yet: request id -> (review due, seq).
         self._reviews_due: dict[str, tuple[str, int]] = {}
         self._last_at = ""
+        self._usage: Counter[str] = Counter()
+        self._used: set[str] = set()
 
     def feed(self, raw: bytes) -> None:
         self.accept(examine(raw, self._keys))
@@ -175,7 +181,8 @@ class Verifier:
                 self._first_unchecked,
                 "records follow the last checkpoint: nothing proves the log ended there",
             )
-        return VerifyReport(self._records, tuple(self._findings), self._checkpoint)
+        usage = {**self._usage, "grants_used": len(self._used)} if self._usage else {}
+        return VerifyReport(self._records, tuple(self._findings), self._checkpoint, usage)
 
     def _feed_record(self, line: Examined) -> None:
         if line.code in _UNAUTHENTICATED:
@@ -277,10 +284,29 @@ class Verifier:
                     request_id=request_id,
                     category="lineage",
                 )
+        if event in ("used", "outcome"):
+            self._check_use(request_id, event, data, facts, seq)
         self._check_approvals(request_id, event, data, facts, seq)
         facts |= _fact_of(event, data)
         if facts:
             self._facts[request_id] = facts
+
+    def _check_use(
+        self, request_id: str, event: str, data: Mapping[str, Any], facts: int, seq: int
+    ) -> None:
+        """A use or an outcome is of a credential: an ``issued`` record must come first."""
+        if not facts & _ISSUED:
+            message = f"{event} record, but no earlier 'issued' record: no credential to use"
+            self._flag(
+                f"{event}_without_issue", seq, message, request_id=request_id, category="lineage"
+            )
+        self._usage[f"{event}_records"] += 1
+        if event == "used":
+            self._used.add(request_id)
+            for name in ("count", "after_end"):
+                value = data.get(name)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    self._usage["uses" if name == "count" else name] += value
 
     def _check_approvals(
         self, request_id: str, event: str, data: Mapping[str, Any], facts: int, seq: int

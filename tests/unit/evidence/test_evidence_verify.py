@@ -298,7 +298,23 @@ def test_a_second_issuance_for_one_request_is_a_lineage_finding() -> None:
 
 
 def test_unknown_event_kinds_are_accepted_and_only_chained() -> None:
-    assert _verify(_export(("r", "reconciled", {"finding": "x"}), ("", "used", {}))).ok
+    assert _verify(_export(("r", "reconciled", {"finding": "x"}), ("", "renewed", {}))).ok
+
+
+def test_a_use_or_outcome_needs_an_earlier_issue_and_uses_are_counted() -> None:
+    used = {"count": 3, "after_end": 1}
+    issued = [("r", "requested", REQUESTED), ("r", "evaluated", ALLOWED), ("r", "issued", ISSUED)]
+    report = _verify(_export(*issued, ("r", "used", used), ("r", "outcome", {"result": "ok"})))
+    assert report.ok
+    assert report.usage == {
+        "used_records": 1,
+        "uses": 3,
+        "after_end": 1,
+        "outcome_records": 1,
+        "grants_used": 1,
+    }
+    early = _verify(_export(("q", "requested", REQUESTED), ("q", "used", used)))
+    assert _codes(early) == [("used_without_issue", 2)]
 
 
 def test_a_record_that_fails_its_signature_feeds_no_lineage_rule() -> None:
