@@ -5,9 +5,10 @@ Only this module reads the environment. Everything else receives its settings.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ from grantline.identity.issuers import TrustedIssuer
 from grantline.identity.verifier import IdentityVerifier
 from grantline.issuers.base import CredentialIssuer
 from grantline.issuers.jwt import JwtIssuer
+from grantline.issuers.vault.audit import AuditTail, VaultUse
 from grantline.issuers.vault.client import VaultClient, VaultSettings
 from grantline.issuers.vault.pki import VaultPkiIssuer
 from grantline.issuers.vault.secret import VaultSecretIssuer
@@ -76,7 +78,8 @@ from grantline.store.pickup import PickupBox, PickupStore
 from grantline.store.policy_archive import PolicyArchive, PolicyArchiveReader
 from grantline.store.ratelimit import RedisRateLimits
 from grantline.store.tree import RedisTree
-from grantline.store.usage import RedisUsage
+from grantline.store.usage import Observation, RedisUsage
+from grantline.store.vault_audit import RedisAuditState
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +175,14 @@ class Settings(_FromEnvironment):
         default=False,
         description="resource servers report JWT uses: a JWT grant that expires unused is "
         "reported (`never_used`)",
+    )
+    # Uses of vault_token grants, read from OpenBao's file audit device (docs/usage.md).
+    vault_audit_log: Path | None = Field(
+        default=None,
+        description="OpenBao's file audit log, read for uses of Vault grant tokens (unset: off)",
+    )
+    vault_audit_device: str = Field(
+        default="file", description="the path of that audit device in OpenBao (sys/audit-hash)"
     )
     # The reconciler.
     reconcile_seconds: float = Field(default=30.0, description="0 turns the loop off")
@@ -430,6 +441,7 @@ class Runtime:
     vault: VaultClient | None = None
     persistence: PersistenceProbe | None = None
     rate_limits: RedisRateLimits | None = None
+    vault_audit: AuditTail | None = None
 
     def jwks(self) -> dict[str, Any]:
         """Both public keys, each marked with its purpose so a verifier trusts only the log key."""
@@ -586,6 +598,7 @@ def _assemble(
             usage_expected=settings.usage_expected,
         ),
     )
+    usage = RedisUsage(client, settings.usage_window_seconds)
     return Runtime(
         settings=settings,
         broker=broker,
@@ -607,7 +620,7 @@ def _assemble(
         usage=UsageRecorder(
             broker=broker,
             grants=grants,
-            usage=RedisUsage(client, settings.usage_window_seconds),
+            usage=usage,
             ledger=ledger,
             clock=clock,
             lock=StoreLock(client, "usage"),
@@ -620,6 +633,35 @@ def _assemble(
             if settings.rate_limit_per_minute > 0
             else None
         ),
+        vault_audit=_vault_audit(settings, client, vault, usage, clock),
+    )
+
+
+def _vault_audit(
+    settings: Settings,
+    client: aioredis.Redis,
+    vault: VaultClient | None,
+    usage: RedisUsage,
+    clock: Clock,
+) -> AuditTail | None:
+    """The reader of OpenBao's audit log, when GRANTLINE_VAULT_AUDIT_LOG names one."""
+    if settings.vault_audit_log is None or vault is None:
+        return None
+    reporter = f"openbao-audit:{settings.vault_audit_device}"
+
+    async def observe(uses: Sequence[VaultUse], batch_id: str) -> bool:
+        seen = [Observation(**dataclasses.asdict(use), reporter=reporter) for use in uses]
+        return await usage.observe(seen, batch_id)
+
+    return AuditTail(
+        path=settings.vault_audit_log,
+        device=settings.vault_audit_device,
+        token_role=settings.vault_token_role,
+        hasher=vault,
+        state=RedisAuditState(client),
+        observe=observe,
+        lease=StoreLock(client, "vault-audit"),
+        clock=clock,
     )
 
 

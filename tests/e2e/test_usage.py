@@ -54,11 +54,11 @@ def report(
 
 
 def used_records(
-    served: Served, request_id: str, at_least: int, timeout: float = 15
+    served: Served, request_id: str, at_least: int, timeout: float = 15, reader: str = CI
 ) -> list[dict[str, Any]]:
     """The grant's ``used`` records, once there are ``at_least`` of them."""
     deadline = time.monotonic() + timeout
-    with served.client(CI) as client:
+    with served.client(reader) as client:
         while True:
             lineage = client.get(f"/v1/access-requests/{request_id}/lineage").json()
             used = [r for r in lineage["records"] if r["event"] == "used"]
@@ -243,3 +243,36 @@ def test_the_holder_reports_the_outcome_of_the_action_on_the_lineage(
     assert last["data"]["by"] == CI and last["data"]["changed"] == ["s3://x/q3.csv"]
     export(broker, tmp_path / "export.jsonl")
     assert verify(broker, tmp_path / "export.jsonl")[0] == 0
+
+
+def test_use_outside_the_roles_declared_scope_is_flagged(broker: Served) -> None:
+    """report-read declares its scope (read operations on /reports/*): a PUT, or a read of
+    another path, is a finding with an alert; uses inside it are not."""
+    subject = "spiffe://example.org/ns/batch/nightly"
+    body = {"target": "s3://reports", "role": "report-read", "ttl_seconds": 300}
+    with broker.client(subject) as client:
+        granted = client.post("/v1/access-requests", json=body).json()
+    with broker.client(RESOURCE_SERVER) as client:
+        jti = client.post("/v1/introspect", json={"token": granted["credential"]["token"]}).json()[
+            "jti"
+        ]
+    request_id = granted["request_id"]
+    used_records(broker, request_id, 1, reader=subject)
+    inside = {"jti": jti, "operation": "GET", "resource": "/reports/q3", "outcome": "allowed"}
+    report(broker, [inside])
+    used_records(broker, request_id, 2, reader=subject)
+    report(
+        broker,
+        [
+            inside,
+            {**inside, "operation": "PUT"},
+            {**inside, "resource": "/payroll/2026"},
+        ],
+    )
+    used_records(broker, request_id, 3, reader=subject)
+    with broker.client(subject) as client:
+        lineage = client.get(f"/v1/access-requests/{request_id}/lineage").json()["records"]
+    findings = [r["data"] for r in lineage if r["event"] == "reconciled"]
+    assert len(findings) == 1, findings
+    assert findings[0]["finding"] == "used_outside_scope"
+    assert findings[0]["outside"] == ["operation PUT", "resource /payroll/2026"]

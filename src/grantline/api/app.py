@@ -46,6 +46,8 @@ def create_app(
                 tasks.append(asyncio.create_task(_reconcile(built)))
             if built.vault is not None:
                 tasks.append(asyncio.create_task(_renew_vault_token(built)))
+            if built.vault_audit is not None:
+                tasks.append(asyncio.create_task(_read_vault_audit(built)))
             if settings.checkpoint_seconds > 0:
                 tasks.append(asyncio.create_task(_publish_checkpoints(built)))
             try:
@@ -139,6 +141,12 @@ async def _record_usage(built: Runtime) -> None:
     """Each usage window, once ended, becomes one ``used`` record (broker/usage.py)."""
     every = min(5.0, max(0.5, built.settings.usage_window_seconds / 2))
     await _every(every, built.usage.record_closed, "record usage")
+
+
+async def _read_vault_audit(built: Runtime) -> None:
+    """Uses of Vault grant tokens, from OpenBao's audit log (issuers/vault/audit.py)."""
+    if built.vault_audit is not None:
+        await _every(1.0, built.vault_audit.run_once, "read the OpenBao audit log")
 
 
 async def _reconcile(built: Runtime) -> None:

@@ -10,6 +10,7 @@ counted as ``after_end``: the reconciler's finding of a use outside the approval
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ OUTCOMES = ("allowed", "denied", "error")
 INTROSPECTION = "introspect"
 # The reconciler finding of a use (refused or not) after the grant was revoked or expired.
 USED_AFTER_END = "used_after_end"
+# The finding of a use of an operation or resource the role's declared scope does not list.
+USED_OUTSIDE_SCOPE = "used_outside_scope"
 # A window is recorded this long after it ends: reports from replicas whose clocks run a
 # little behind still land in it.
 _GRACE_MS = 2_000
@@ -150,19 +153,14 @@ class UsageRecorder:
                     window.request_id, Event.USED, now, used_data(window), state, effects=effects
                 )
             ]
-            if window.after_end:
-                finding = {
-                    "finding": USED_AFTER_END,
-                    "message": f"{window.after_end} uses after the grant ended "
-                    "(revoked or expired), refused or not",
-                    "action": "alerted",
-                }
-                drafts.append(
-                    records.draft(window.request_id, Event.RECONCILED, now, finding, state)
-                )
+            findings = _findings(window, self._broker.policy.role_config(state.get("role", "")))
+            drafts += [
+                records.draft(window.request_id, Event.RECONCILED, now, finding, state)
+                for finding in findings
+            ]
             await self._ledger.append(drafts)
-            if window.after_end:
-                await self._alerts.alert(USED_AFTER_END, window.request_id, drafts[-1].data)
+            for finding in findings:
+                await self._alerts.alert(str(finding["finding"]), window.request_id, finding)
             recorded += 1
         return recorded
 
@@ -172,6 +170,53 @@ class UsageRecorder:
             return True
         expires = state.get("expires_at")
         return expires is not None and parse_time(expires) <= now
+
+
+def _findings(window: WindowUse, role: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Use outside the approval in one window: after the grant's end, or outside the scope
+    its role declares."""
+    found: list[dict[str, Any]] = []
+    if window.after_end:
+        found.append(
+            {
+                "finding": USED_AFTER_END,
+                "message": f"{window.after_end} uses after the grant ended "
+                "(revoked or expired), refused or not",
+                "action": "alerted",
+            }
+        )
+    outside = outside_scope(window, role.get("scope"))
+    if outside:
+        found.append(
+            {
+                "finding": USED_OUTSIDE_SCOPE,
+                "message": "used outside the role's declared scope: " + ", ".join(outside),
+                "action": "alerted",
+                "outside": outside,
+            }
+        )
+    return found
+
+
+def outside_scope(window: WindowUse, scope: Any) -> list[str]:
+    """The operations and resources of ``window`` that the role's ``scope`` does not list
+    (resources match its globs); none when the role declares no scope. Introspection is the
+    broker's own operation, never outside."""
+    if not isinstance(scope, Mapping):
+        return []
+    outside: list[str] = []
+    operations = scope.get("operations")
+    if isinstance(operations, list):
+        allowed = {str(o) for o in operations} | {INTROSPECTION}
+        outside += [f"operation {op}" for op in sorted(window.operations) if op not in allowed]
+    patterns = scope.get("resources")
+    if isinstance(patterns, list):
+        outside += [
+            f"resource {resource}"
+            for resource in sorted(window.resources)
+            if not any(fnmatch.fnmatchcase(resource, str(p)) for p in patterns)
+        ]
+    return outside
 
 
 def used_data(window: WindowUse) -> dict[str, object]:

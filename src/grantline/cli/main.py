@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from grantline import __version__
-from grantline.cli import actions, audit, dev, exit_codes, policy, reconcile, request, serve
+from grantline.cli import actions, audit, dev, exit_codes, mcp, policy, reconcile, request, serve
 from grantline.domain.errors import (
     ConfigError,
     DependencyUnavailableError,
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"grantline {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve, dev, request, actions, reconcile, audit, policy):
+    for module in (serve, dev, request, actions, reconcile, audit, policy, mcp):
         module.register(commands)
     return parser
 

@@ -69,7 +69,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _start_dev_openbao(settings: Settings) -> tuple[DevOpenBao, Settings]:
     """A throwaway in-memory OpenBao, so that Vault credentials work with no set-up."""
-    bao = DevOpenBao(settings.home.resolve() / "openbao" / "bao.log")
+    home = settings.home.resolve() / "openbao"
+    # Its file audit device shows the uses of Vault grant tokens (docs/usage.md).
+    audit_log = settings.vault_audit_log or home / "audit.log"
+    bao = DevOpenBao(home / "bao.log", audit_log=audit_log)
     try:
         addr = bao.start()
         broker_token = prepare_for_grantline(bao.root())
@@ -81,7 +84,8 @@ def _start_dev_openbao(settings: Settings) -> tuple[DevOpenBao, Settings]:
         "GRANTLINE_VAULT_ADDR for a real one, GRANTLINE_VAULT_DEV=false for none)",
         addr,
     )
-    return bao, settings.model_copy(update={"vault_addr": addr, "vault_token": broker_token})
+    update = {"vault_addr": addr, "vault_token": broker_token, "vault_audit_log": audit_log}
+    return bao, settings.model_copy(update=update)
 
 
 def _log_format(settings: Settings) -> logs.Format:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self, Unpack
@@ -20,11 +20,12 @@ from grantline.client.calls import (
     DEFAULT_POLL_SECONDS,
     Call,
     CredentialOptions,
+    OutcomeResult,
     RequestOptions,
     Step,
 )
 from grantline.client.errors import ApprovalTimeoutError, BrokerUnavailableError
-from grantline.client.models import Grant, Pending, RequestStatus, Revocation
+from grantline.client.models import Grant, OutcomeReceipt, Pending, RequestStatus, Revocation
 from grantline.client.renewal import GrantCache, RenewalPolicy
 from grantline.client.retry import RetryPolicy
 from grantline.client.tokens import TokenSource, token_source
@@ -123,6 +124,20 @@ class AsyncGrantlineClient:
         request_id = request.request_id if isinstance(request, Grant) else request
         self._cache.forget(request_id)
         return calls.read_revocation(await self._sender.send(calls.revoke(request_id, reason)))
+
+    async def report_outcome(
+        self,
+        request: Grant | str,
+        action: str,
+        result: OutcomeResult,
+        *,
+        changed: Sequence[str] = (),
+        summary: str | None = None,
+    ) -> OutcomeReceipt:
+        """As :meth:`GrantlineClient.report_outcome`."""
+        request_id = request.request_id if isinstance(request, Grant) else request
+        call = calls.outcome(request_id, action, result, changed, summary)
+        return calls.read_outcome(await self._sender.send(call))
 
     async def approve(self, request_id: str, reason: str) -> RequestStatus:
         """As :meth:`GrantlineClient.approve`."""

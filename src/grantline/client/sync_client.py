@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self, Unpack
@@ -20,11 +20,12 @@ from grantline.client.calls import (
     DEFAULT_POLL_SECONDS,
     Call,
     CredentialOptions,
+    OutcomeResult,
     RequestOptions,
     Step,
 )
 from grantline.client.errors import ApprovalTimeoutError, BrokerUnavailableError
-from grantline.client.models import Grant, Pending, RequestStatus, Revocation
+from grantline.client.models import Grant, OutcomeReceipt, Pending, RequestStatus, Revocation
 from grantline.client.renewal import GrantCache, RenewalPolicy
 from grantline.client.retry import RetryPolicy
 from grantline.client.tokens import TokenSource, token_source
@@ -156,6 +157,29 @@ class GrantlineClient:
         request_id = request.request_id if isinstance(request, Grant) else request
         self._cache.forget(request_id)
         return calls.read_revocation(self._sender.send(calls.revoke(request_id, reason)))
+
+    def report_outcome(
+        self,
+        request: Grant | str,
+        action: str,
+        result: OutcomeResult,
+        *,
+        changed: Sequence[str] = (),
+        summary: str | None = None,
+    ) -> OutcomeReceipt:
+        """Record what the action this grant served did, as an ``outcome`` record on its
+        lineage: ``action`` (what was done), ``result`` (``succeeded``, ``failed`` or
+        ``partial``), what it ``changed`` (up to 32 names) and a ``summary``. Sent once:
+        each report is a record of its own.
+
+        Raises:
+            ConflictError: nothing was ever issued for the request.
+            PermissionDeniedError: the caller neither holds the grant nor is its principal.
+            InvalidRequestError: the report is out of the API's bounds (422).
+        """
+        request_id = request.request_id if isinstance(request, Grant) else request
+        call = calls.outcome(request_id, action, result, changed, summary)
+        return calls.read_outcome(self._sender.send(call))
 
     def approve(self, request_id: str, reason: str) -> RequestStatus:
         """Approve another's request. Raises PermissionDeniedError or ConflictError when refused."""

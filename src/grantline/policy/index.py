@@ -116,6 +116,23 @@ def check_roles(roles: Any) -> None:
             isinstance(role.get("human_only", False), bool),
             f"{where}.human_only must be true or false",
         )
+        if "scope" in role:
+            _check_scope(role["scope"], where)
+
+
+def _check_scope(scope: Any, where: str) -> None:
+    """A role's declared scope of use: ``{"operations": [...], "resources": [glob, ...]}``,
+    either list optional (docs/usage.md)."""
+    what = f"{where}.scope"
+    _require(isinstance(scope, dict), f"{what} must be an object")
+    unknown = set(scope) - {"operations", "resources"}
+    _require(not unknown, f"{what} has unknown members {sorted(unknown)}")
+    for member in ("operations", "resources"):
+        if member in scope:
+            _require(
+                _non_empty_strings(scope[member]),
+                f"{what}.{member} must be a list of non-empty strings",
+            )
 
 
 def check_groups(groups: Any) -> dict[str, list[str]]:

@@ -45,6 +45,7 @@ PATH_TEMPLATES: dict[str, list[str]] = {
     "{mount}/cert/{serial}": ["pki/cert/17-2a-9c"],
     "{mount}/keys/{key}": [f"{DEFAULTS.vault_transit_mount}/keys/{k}" for k in TRANSIT_KEYS],
     "{mount}/sign/{key}": [f"{DEFAULTS.vault_transit_mount}/sign/{k}" for k in TRANSIT_KEYS],
+    "sys/audit-hash/{device}": [f"sys/audit-hash/{DEFAULTS.vault_audit_device}"],
 }
 # The PKI engine serves certificates to anyone (they are public): no rule is needed.
 UNAUTHENTICATED = {"pki/cert/17-2a-9c"}

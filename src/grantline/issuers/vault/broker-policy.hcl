@@ -49,6 +49,14 @@ path "pki/revoke" {
   capabilities = ["update"]
 }
 
+# Only with GRANTLINE_VAULT_AUDIT_LOG: the HMAC the file audit device writes for a grant
+# token's accessor, so the broker can tell its grants' requests in the audit log. Repeat for
+# the device of GRANTLINE_VAULT_AUDIT_DEVICE when it is not "file". (It lets the broker's token
+# test guesses against HMAC'd audit values; it reveals no secret and no salt.)
+path "sys/audit-hash/file" {
+  capabilities = ["update"]
+}
+
 # Only with GRANTLINE_SIGNER=transit: sign records and JWTs with keys that never leave Vault,
 # and read their public keys (every version, so older records keep verifying). The broker's
 # keys are named grantline-* (GRANTLINE_TRANSIT_LOG_KEY, GRANTLINE_TRANSIT_TOKEN_KEY, mount

@@ -330,6 +330,21 @@ class VaultClient:
         record: Mapping[str, Any] = data["data"]
         return record
 
+    # -- the audit device (usage evidence, issuers/vault/audit.py) ----------------------------
+
+    async def audit_hash(self, device: str, value: str) -> str:
+        """``value`` as the audit device at ``device`` writes it: ``hmac-sha256:<hex>``."""
+        response = await self._run(
+            "hash a value for its audit device",
+            lambda: self._client.write_data(f"sys/audit-hash/{device}", data={"input": value}),
+        )
+        data = response.get("data") if isinstance(response, dict) else None
+        if not isinstance(data, dict) or not isinstance(data.get("hash"), str):
+            raise IssuanceError(
+                f"Vault returned no hash for audit device {device}", code="vault_error"
+            )
+        return str(data["hash"])
+
     # -- Transit (blocking: the signer calls these off the event loop) ------------------------
 
     def transit_public_keys(self, mount: str, key: str) -> tuple[str, int, dict[int, str]]:

@@ -7,6 +7,7 @@ shipped roles use and returns a broker token holding only the policy in ``deploy
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import subprocess
@@ -51,11 +52,33 @@ def bao_binary() -> Path | None:
     return Path(found) if found else None
 
 
+# The file audit device of a dev server with an audit log (GRANTLINE_VAULT_AUDIT_DEVICE).
+AUDIT_DEVICE = "file"
+
+
+def audit_config(audit_log: Path, device: str = AUDIT_DEVICE) -> str:
+    """The server configuration that declares a file audit device writing to ``audit_log``.
+
+    OpenBao refuses audit devices enabled through the API (``sys/audit``) unless the server
+    allows it: they are declared in its configuration file instead.
+    """
+    return (
+        f'audit "file" {json.dumps(device)} {{\n'
+        '  description = "read by Grantline: uses of the credentials it issues"\n'
+        f"  options {{\n    file_path = {json.dumps(str(audit_log))}\n  }}\n}}\n"
+    )
+
+
 @dataclass
 class DevOpenBao:
-    """One ``bao server -dev`` on a free loopback port; its root token never leaves the process."""
+    """One ``bao server -dev`` on a free loopback port; its root token never leaves the process.
+
+    With ``audit_log``, the server also writes every request to that file through a file
+    audit device named ``file``, declared in a configuration file beside ``log_path``.
+    """
 
     log_path: Path
+    audit_log: Path | None = None
     addr: str = ""
     root_token: str = ""
     _process: subprocess.Popen[bytes] | None = None
@@ -78,6 +101,7 @@ class DevOpenBao:
                     f"-dev-listen-address=127.0.0.1:{port}",
                     "-dev-no-store-token",
                     f"-dev-root-token-id={self.root_token}",
+                    *self._config_args(),
                 ],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
@@ -85,6 +109,14 @@ class DevOpenBao:
             )
         self._wait_ready()
         return self.addr
+
+    def _config_args(self) -> list[str]:
+        if self.audit_log is None:
+            return []
+        self.audit_log.parent.mkdir(parents=True, exist_ok=True)
+        config = self.log_path.with_name("bao-audit.hcl")
+        config.write_text(audit_config(self.audit_log.resolve()))
+        return [f"-config={config}"]
 
     def _wait_ready(self) -> None:
         name = "the OpenBao dev server"
