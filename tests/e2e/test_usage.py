@@ -13,7 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tests.conftest import Served, cli, export, serve, verify
+
+from grantline.client.pop import public_jwk_of
 
 pytestmark = pytest.mark.e2e
 
@@ -276,3 +279,30 @@ def test_use_outside_the_roles_declared_scope_is_flagged(broker: Served) -> None
     assert len(findings) == 1, findings
     assert findings[0]["finding"] == "used_outside_scope"
     assert findings[0]["outside"] == ["operation PUT", "resource /payroll/2026"]
+
+
+def test_a_bound_grant_presented_without_its_keys_proof_is_flagged(broker: Served) -> None:
+    """A key-bound grant (cnf) refused at the resource for want of its key's proof was
+    presented by someone other than the grantee: a finding. The same refusal of an unbound
+    grant is not one."""
+    key = Ed25519PrivateKey.generate()
+    public = public_jwk_of(key.public_key())
+    with broker.client(CI) as client:
+        bound = client.post("/v1/access-requests", json={**BODY, "public_key": public}).json()
+    unbound_id, _, unbound_jti = grant(broker)
+    with broker.client(RESOURCE_SERVER) as client:
+        bound_jti = client.post(
+            "/v1/introspect", json={"token": bound["credential"]["token"]}
+        ).json()["jti"]
+    used_records(broker, bound["request_id"], 1)
+    used_records(broker, unbound_id, 1)
+    refused = {"operation": "GET", "outcome": "denied", "reason": "invalid_dpop_proof"}
+    report(broker, [{**refused, "jti": bound_jti}, {**refused, "jti": unbound_jti}])
+    assert used_records(broker, bound["request_id"], 2)[1]["refusals"] == {"invalid_dpop_proof": 1}
+    used_records(broker, unbound_id, 2)
+    with broker.client(CI) as client:
+        flagged = client.get(f"/v1/access-requests/{bound['request_id']}/lineage").json()
+        quiet = client.get(f"/v1/access-requests/{unbound_id}/lineage").json()
+    findings = [r["data"]["finding"] for r in flagged["records"] if r["event"] == "reconciled"]
+    assert findings == ["used_by_other_identity"]
+    assert not [r for r in quiet["records"] if r["event"] == "reconciled"]

@@ -192,6 +192,13 @@ class UseBody(_Strict):
     outcome: Literal["allowed", "denied", "error"] = Field(
         description="allowed: the token was accepted; denied: refused; error: the call failed"
     )
+    reason: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[a-z0-9_]+$",
+        description="why a use was refused, as the verifier names it (expired, revoked, "
+        "invalid_dpop_proof, proof_required, ...)",
+    )
     at: str | None = Field(
         default=None,
         max_length=64,

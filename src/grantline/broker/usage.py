@@ -37,6 +37,10 @@ INTROSPECTION = "introspect"
 USED_AFTER_END = "used_after_end"
 # The finding of a use of an operation or resource the role's declared scope does not list.
 USED_OUTSIDE_SCOPE = "used_outside_scope"
+# The finding of a key-bound grant presented without its key's proof (cnf).
+USED_BY_OTHER_IDENTITY = "used_by_other_identity"
+# Refusals of a bound token that say the presenter lacked the key (the verifier's codes).
+BINDING_REFUSALS = frozenset({"invalid_dpop_proof", "proof_required"})
 # A window is recorded this long after it ends: reports from replicas whose clocks run a
 # little behind still land in it.
 _GRACE_MS = 2_000
@@ -56,6 +60,7 @@ class ReportedUse:
     operation: str
     outcome: str
     resource: str | None = None
+    reason: str | None = None  # why it was refused, as the resource server names it
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +158,8 @@ class UsageRecorder:
                     window.request_id, Event.USED, now, used_data(window), state, effects=effects
                 )
             ]
-            findings = _findings(window, self._broker.policy.role_config(state.get("role", "")))
+            role = self._broker.policy.role_config(state.get("role", ""))
+            findings = _findings(window, role, bound=bool(state.get("cnf_jkt")))
             drafts += [
                 records.draft(window.request_id, Event.RECONCILED, now, finding, state)
                 for finding in findings
@@ -172,10 +178,20 @@ class UsageRecorder:
         return expires is not None and parse_time(expires) <= now
 
 
-def _findings(window: WindowUse, role: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Use outside the approval in one window: after the grant's end, or outside the scope
-    its role declares."""
+def _findings(window: WindowUse, role: Mapping[str, Any], *, bound: bool) -> list[dict[str, Any]]:
+    """Use outside the approval in one window: after the grant's end, outside the scope its
+    role declares, or, for a key-bound grant, by someone without its key."""
     found: list[dict[str, Any]] = []
+    others = sum(n for reason, n in window.refusals.items() if reason in BINDING_REFUSALS)
+    if bound and others:
+        found.append(
+            {
+                "finding": USED_BY_OTHER_IDENTITY,
+                "message": f"{others} uses of a key-bound grant refused for want of its key's "
+                "proof: someone other than the grantee presented it",
+                "action": "alerted",
+            }
+        )
     if window.after_end:
         found.append(
             {
@@ -240,6 +256,7 @@ def _observation(
         outcome=use.outcome,
         reporter=reporter,
         after_end=ended,
+        reason=use.reason,
     )
 
 

@@ -36,6 +36,7 @@ OUTCOMES: frozenset[str] = frozenset(get_args(Outcome))
 MAX_BATCH = 500  # the most observations the broker takes in one report
 MAX_OPERATION_CHARS = 64
 MAX_RESOURCE_CHARS = 256
+MAX_REASON_CHARS = 64
 # Nobody waits on a report, so it may wait longer for the broker than a caller would; the
 # broker ignores a batch_id it has seen, so every retry is harmless.
 USAGE_RETRY = RetryPolicy(attempts=5, backoff_seconds=0.5, max_backoff_seconds=10.0)
@@ -50,17 +51,25 @@ class Observation(NamedTuple):
     resource: str | None
     outcome: Outcome
     at: datetime
+    reason: str | None = None  # why a use was refused: the verifier's code (expired, ...)
 
     def body(self) -> dict[str, str]:
         body = {"jti": self.jti, "operation": self.operation, "outcome": self.outcome}
         if self.resource:
             body["resource"] = self.resource
+        if self.reason:
+            body["reason"] = self.reason
         body["at"] = format_time(self.at)
         return body
 
 
-def observation(
-    jti: str, operation: str, resource: str | None, outcome: Outcome, at: datetime
+def observation(  # noqa: PLR0917 — the fields of one Observation, in order
+    jti: str,
+    operation: str,
+    resource: str | None,
+    outcome: Outcome,
+    at: datetime,
+    reason: str | None = None,
 ) -> Observation:
     """An observation the broker will take: an overlong operation or resource is cut to the
     API's limit rather than have the whole batch refused. Raises ValueError for an empty
@@ -77,6 +86,7 @@ def observation(
         resource[:MAX_RESOURCE_CHARS] if resource else None,
         outcome,
         at,
+        reason[:MAX_REASON_CHARS] if reason else None,
     )
 
 
@@ -157,11 +167,17 @@ class _Reporter:
         self._clock = clock or SystemClock()
 
     def record(
-        self, jti: str, operation: str, resource: str | None = None, outcome: Outcome = "allowed"
+        self,
+        jti: str,
+        operation: str,
+        resource: str | None = None,
+        outcome: Outcome = "allowed",
+        reason: str | None = None,
     ) -> None:
-        """Note one use of the grant ``jti``; never does I/O. Sent within ``flush_seconds``,
-        or sooner once a batch is full. Raises ValueError as :func:`observation`."""
-        seen = observation(jti, operation, resource, outcome, self._clock.now())
+        """Note one use of the grant ``jti`` (``reason``: why it was refused); never does
+        I/O. Sent within ``flush_seconds``, or sooner once a batch is full. Raises
+        ValueError as :func:`observation`."""
+        seen = observation(jti, operation, resource, outcome, self._clock.now(), reason)
         if self._buffer.add(seen):
             self._batch_ready()
 
@@ -310,10 +326,15 @@ class AsyncUsageReporter(_Reporter):
         self._closing = False
 
     def record(
-        self, jti: str, operation: str, resource: str | None = None, outcome: Outcome = "allowed"
+        self,
+        jti: str,
+        operation: str,
+        resource: str | None = None,
+        outcome: Outcome = "allowed",
+        reason: str | None = None,
     ) -> None:
         """As :meth:`UsageReporter.record`; starts the sending task on first use."""
-        super().record(jti, operation, resource, outcome)
+        super().record(jti, operation, resource, outcome, reason)
         if self._task is None:
             self.start()
 

@@ -102,8 +102,8 @@ class _Verifier:
         operation, resource = use
         try:
             yield
-        except InvalidGrantError:
-            self.usage.record(claims["jti"], operation, resource, "denied")
+        except InvalidGrantError as exc:
+            self.usage.record(claims["jti"], operation, resource, "denied", exc.code)
             raise
         except GrantlineClientError:
             self.usage.record(claims["jti"], operation, resource, "error")

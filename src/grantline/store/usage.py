@@ -28,11 +28,13 @@ from grantline.store.connection import as_text, unavailable
 MAX_RESOURCES = 32
 MAX_OPERATIONS = 32
 MAX_REPORTERS = 8
+MAX_REASONS = 16
 # A report's batch id is remembered this long: a client retrying a lost reply counts once.
 _BATCH_SECONDS = 86_400
 
-# ARGV: prefix, batch id ('' for none), window length in ms, then 7 per observation:
-# request id, at (ms), operation, resource ('' for none), outcome, reporter, after_end (0/1).
+# ARGV: prefix, batch id ('' for none), window length in ms, then 8 per observation:
+# request id, at (ms), operation, resource ('' for none), outcome, reporter, after_end (0/1),
+# reason ('' for none).
 _OBSERVE = f"""
 local prefix = ARGV[1]
 if ARGV[2] ~= '' then
@@ -68,8 +70,9 @@ while i <= #ARGV do
   redis.call('HINCRBY', key, 'x:' .. ARGV[i + 4], 1)
   capped(key, 'p:' .. ARGV[i + 5], 'reporters', {MAX_REPORTERS})
   if ARGV[i + 6] == '1' then redis.call('HINCRBY', key, 'after_end', 1) end
+  if ARGV[i + 7] ~= '' then capped(key, 'y:' .. ARGV[i + 7], 'reasons', {MAX_REASONS}) end
   redis.call('ZADD', prefix .. ':usage:pending', 'NX', (window + 1) * length, member)
-  i = i + 7
+  i = i + 8
 end
 return 1
 """
@@ -87,6 +90,8 @@ class Observation:
     reporter: str
     # The grant was no longer in force (revoked or expired) when it was used.
     after_end: bool = False
+    # Why the use was refused, as the reporter names it.
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +110,8 @@ class WindowUse:
     resources: Mapping[str, int]
     reporters: Sequence[str]
     after_end: int
+    # Refused uses by the reporter's reason.
+    refusals: Mapping[str, int]
     # Distinct resources or operations past the caps, counted but not named.
     unnamed: Mapping[str, int]
 
@@ -117,6 +124,7 @@ class WindowUse:
             "resources": sorted(self.resources),
             "reporters": sorted(self.reporters),
             "after_end": self.after_end,
+            **({"refusals": dict(sorted(self.refusals.items()))} if self.refusals else {}),
             **({"unnamed": dict(self.unnamed)} if self.unnamed else {}),
         }
 
@@ -142,6 +150,7 @@ class RedisUsage:
                 seen.outcome,
                 seen.reporter,
                 1 if seen.after_end else 0,
+                seen.reason or "",
             ]
         try:
             return bool(await self._observe(keys=[keys.USAGE_PENDING], args=args))
@@ -176,7 +185,7 @@ def _window_use(member: str, fields: Mapping[str, str], window_ms: int) -> Windo
 
     unnamed = {
         name: int(fields[f"{name}:over"])
-        for name in ("operations", "resources", "reporters")
+        for name in ("operations", "resources", "reporters", "reasons")
         if f"{name}:over" in fields
     }
     start = int(window) * window_ms
@@ -193,5 +202,6 @@ def _window_use(member: str, fields: Mapping[str, str], window_ms: int) -> Windo
         resources=named("r:"),
         reporters=list(named("p:")),
         after_end=int(fields.get("after_end", "0")),
+        refusals=named("y:"),
         unnamed=unnamed,
     )

@@ -159,8 +159,15 @@ def test_a_token_refused_after_its_signature_verified_is_recorded_as_denied(
             "GET", RESOURCE, {"Authorization": f"{scheme} {token}", **(headers or {})}
         )
     assert refused.value.code == code
+    # The refusal's code goes with it: the broker tells a bound grant used without its key.
     assert reported(usage, reporter) == [
-        {"jti": "used-late", "operation": "GET", "resource": "/v1/export", "outcome": "denied"}
+        {
+            "jti": "used-late",
+            "operation": "GET",
+            "resource": "/v1/export",
+            "outcome": "denied",
+            "reason": code,
+        }
     ]
 
 
@@ -170,7 +177,13 @@ def test_a_revoked_token_is_recorded_as_denied(clock: FakeClock, usage: UsageBro
     with pytest.raises(InvalidGrantError, match="inactive"):
         check.verify(TOKEN_KEY.token(), operation="GET", resource="/v1/export")
     assert reported(usage, reporter) == [
-        {"jti": "jti-1", "operation": "GET", "resource": "/v1/export", "outcome": "denied"}
+        {
+            "jti": "jti-1",
+            "operation": "GET",
+            "resource": "/v1/export",
+            "outcome": "denied",
+            "reason": "revoked",
+        }
     ]
 
 

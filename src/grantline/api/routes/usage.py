@@ -32,7 +32,11 @@ async def report_usage(request: Request, body: UsageBody, identity: Caller) -> J
     ``used`` records once each window ends; a retried batch (same ``batch_id``) counts once."""
     uses = [
         ReportedUse(
-            jti=use.jti, operation=use.operation, outcome=use.outcome, resource=use.resource
+            jti=use.jti,
+            operation=use.operation,
+            outcome=use.outcome,
+            resource=use.resource,
+            reason=use.reason,
         )
         for use in body.observations
     ]
