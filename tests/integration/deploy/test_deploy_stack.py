@@ -31,6 +31,7 @@ from grantline.issuers.vault.devserver import DevOpenBao, bao_binary
 pytestmark = pytest.mark.e2e
 
 CI = "spiffe://example.org/ci-runner"
+RESOURCE_SERVER = "spiffe://example.org/resource-server"
 LOG = "{grantline}:log"
 
 
@@ -137,6 +138,7 @@ def stack(tmp_path: Path, store: Store, openbao: tuple[DevOpenBao, str]) -> Iter
             "GRANTLINE_HOST": "127.0.0.1",
             "GRANTLINE_REDIS_URL": store.url,
             "GRANTLINE_VAULT_ADDR": server.addr,
+            "GRANTLINE_USAGE_WINDOW_SECONDS": "1",
             "GRANTLINE_TRUSTED_ISSUERS": str(
                 host_path(environment["GRANTLINE_TRUSTED_ISSUERS"], mounts)
             ),
@@ -191,6 +193,24 @@ def test_the_broker_works_through_the_stores_acl_and_the_least_vault_policy(
                 json={"reason": "done"},
             )
             assert revoked.status_code == 200, revoked.text
+
+    # Usage: counted by a script, recorded with the window's aggregate deleted in the same
+    # append, and a retried report ignored: every command of it must be in the ACL.
+    token = jwt.json()["credential"]["token"]
+    with stack.client(RESOURCE_SERVER) as client:
+        jti = client.post("/v1/introspect", json={"token": token}).json()["jti"]
+        use = {"jti": jti, "operation": "GET", "resource": "/orders/1", "outcome": "allowed"}
+        batch = {"batch_id": "deploy-stack-0001", "observations": [use]}
+        assert client.post("/v1/usage", json=batch).json()["accepted"] == 1
+        assert client.post("/v1/usage", json=batch).json()["duplicate"] is True
+    used: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 15
+    with stack.client(CI) as client:
+        while sum(u["count"] for u in used) < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            records = client.get(f"/v1/access-requests/{jwt.json()['request_id']}/lineage")
+            used = [r["data"] for r in records.json()["records"] if r["event"] == "used"]
+    assert sum(u["count"] for u in used) == 2, used  # the introspection and the GET
 
     # The reconciler lists and reads back Vault's tokens and certificates with the policy.
     with stack.client("user:operator") as client:
