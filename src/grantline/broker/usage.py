@@ -21,10 +21,10 @@ from grantline.broker import records
 from grantline.broker.access import Broker, GrantState, Introspection
 from grantline.domain.clock import Clock
 from grantline.domain.errors import ForbiddenError
-from grantline.domain.models import IN_FORCE, Event, Identity, format_time, parse_time
+from grantline.domain.models import IN_FORCE, Event, Identity, format_time
 from grantline.store.ledger import Ledger
 from grantline.store.lock import StoreLock
-from grantline.store.log import Effects
+from grantline.store.log import Effects, to_millis
 from grantline.store.usage import Observation, RedisUsage, WindowUse
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class UsageRecorder:
         for index, use in enumerate(uses):
             if use.jti not in grants:
                 request_id = await self._grants.request_for_token(use.jti)
-                ended = request_id is not None and await self._ended(request_id, now)
+                ended = request_id is not None and await self._ended(request_id)
                 grants[use.jti] = (request_id, ended) if request_id is not None else None
             grant = grants[use.jti]
             if grant is None:
@@ -146,7 +146,7 @@ class UsageRecorder:
             return 0
         now = self._clock.now()
         recorded = 0
-        for member in await self._usage.closed(_millis(now) - _GRACE_MS):
+        for member in await self._usage.closed(to_millis(now) - _GRACE_MS):
             window = await self._usage.read(member)
             if window is None:
                 continue
@@ -170,12 +170,10 @@ class UsageRecorder:
             recorded += 1
         return recorded
 
-    async def _ended(self, request_id: str, now: datetime) -> bool:
+    async def _ended(self, request_id: str) -> bool:
         state = await self._grants.request(request_id)
-        if state is None or state.get("status") not in IN_FORCE:
-            return True
-        expires = state.get("expires_at")
-        return expires is not None and parse_time(expires) <= now
+        # The broker's own reading: a grant past its expiry is over before it is recorded.
+        return state is None or self._broker.effective_status(state) not in IN_FORCE
 
 
 def _findings(window: WindowUse, role: Mapping[str, Any], *, bound: bool) -> list[dict[str, Any]]:
@@ -250,7 +248,7 @@ def _observation(
 ) -> Observation:
     return Observation(
         request_id=request_id,
-        at_ms=_millis(now),
+        at_ms=to_millis(now),
         operation=use.operation,
         resource=use.resource,
         outcome=use.outcome,
@@ -258,10 +256,6 @@ def _observation(
         after_end=ended,
         reason=use.reason,
     )
-
-
-def _millis(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
 
 
 def _time(millis: int) -> str:

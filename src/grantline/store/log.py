@@ -93,6 +93,11 @@ local expected = tonumber(string.match(ARGV[1], '^(%d+)'))
 -- for the head takes the turn for a short lease, and the others are refused until it has
 -- appended, so no writer starves while another keeps appending. ARGV[6] names the writer.
 local turn = redis.call('GET', KEYS[4])
+-- A refusal after the turn was taken gives it up: the writer's next try is a new batch.
+local function refuse(reply)
+  if turn then redis.call('DEL', KEYS[4]) end
+  return reply
+end
 if head ~= ARGV[1] or tree_leaves(ARGV[3], expected) ~= expected or #ARGV[4] % 33 ~= 0
     or (turn and turn ~= ARGV[6]) then
   if not turn and head ~= ARGV[1] then redis.call('SET', KEYS[4], ARGV[6], 'PX', 250) end
@@ -105,8 +110,7 @@ local prefix = ARGV[3]
 -- must be there (the store may have lost it), or the writer sends it and tries again.
 for digest in string.gmatch(ARGV[5], '%S+') do
   if redis.call('HEXISTS', prefix .. ':policy:bundles', digest) == 0 then
-    if turn then redis.call('DEL', KEYS[4]) end
-    return {3, digest}
+    return refuse({3, digest})
   end
 end
 -- What can be refused (a bad argument) is written first, before the log moves: a write that
@@ -131,10 +135,7 @@ while i <= #ARGV do
       end
       for _, role in ipairs(x.roles) do
         local added = adding[x.subject]
-        if held[role] or (added and added[role]) then
-          if turn then redis.call('DEL', KEYS[4]) end
-          return {4, ARGV[i+2], role}
-        end
+        if held[role] or (added and added[role]) then return refuse({4, ARGV[i+2], role}) end
       end
     end
     if e.active_add then
@@ -147,28 +148,22 @@ while i <= #ARGV do
 end
 i = 7
 while i <= #ARGV do
-  if ARGV[i+3] ~= '' then
-    local e = decoded[i]
-    if e.keep_bundle then
-      redis.call('HSETNX', prefix .. ':policy:bundles', e.keep_bundle.digest, e.keep_bundle.value)
-    end
-    if e.keep_input then
-      local key = prefix .. ':policy:input:' .. e.keep_input.digest
-      if e.keep_input.ttl_ms ~= '0' then
-        redis.call('SET', key, e.keep_input.value, 'PX', e.keep_input.ttl_ms)
-      else
-        redis.call('SET', key, e.keep_input.value)
-      end
+  local seq, line, rid = ARGV[i], ARGV[i+1], ARGV[i+2]
+  local e = decoded[i]
+  -- What replays the record's decision is kept before the record names it.
+  if e and e.keep_bundle then
+    redis.call('HSETNX', prefix .. ':policy:bundles', e.keep_bundle.digest, e.keep_bundle.value)
+  end
+  if e and e.keep_input then
+    local key = prefix .. ':policy:input:' .. e.keep_input.digest
+    if e.keep_input.ttl_ms ~= '0' then
+      redis.call('SET', key, e.keep_input.value, 'PX', e.keep_input.ttl_ms)
+    else
+      redis.call('SET', key, e.keep_input.value)
     end
   end
-  i = i + 4
-end
-i = 7
-while i <= #ARGV do
-  local seq, line, rid = ARGV[i], ARGV[i+1], ARGV[i+2]
   redis.call('XADD', KEYS[1], seq .. '-1', 'r', line)
   redis.call('RPUSH', prefix .. ':lineage:' .. rid, seq)
-  local e = decoded[i]
   if e then
     if e.request then
       local args = {}
